@@ -1,0 +1,146 @@
+"""Engine speed: ms per supervised vs semi-supervised training step, scoring vs plain inference.
+
+    .venv/bin/python bench/engine_speed.py [--model unet_small --size 64 --batch-size 8 --threads 2]
+        [--mix classmix] [--out results/engine_speed.json]
+
+Both step kinds run through the real `train()` (warm-up off) with the same labeled and unlabeled batch
+sizes; a step is timed from one progress callback to the next, the first steps are dropped, and the
+two kinds alternate over `--rounds` so that load from other processes hits both alike; medians are
+reported, on the wall clock and in process CPU time (with one thread, CPU time is what the work
+costs; on a shared machine the wall clock also counts waiting for a core). Scoring is `score_pool`
+(teacher forward, softmax, entropy, grid means, argmax read-back); plain inference is the same model
+on the same batches with only the argmax read back (no softmax: the cheapest useful inference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from worker.engine.acquisition import score_pool
+from worker.engine.trainer import TrainConfig, train
+
+
+def synthetic_pool(n: int, size: int, k: int, seed: int = 0) -> SimpleNamespace:
+    """Images with a few coloured rectangles and their exact labels (content only matters for timing)."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for _ in range(n):
+        im = rng.integers(0, 80, (size, size, 3), dtype=np.uint8)
+        lab = np.zeros((size, size), np.uint8)
+        for c in rng.integers(1, k, 4):
+            y, x = rng.integers(0, size * 3 // 4, 2)
+            s = int(rng.integers(size // 8, size // 3))
+            im[y:y + s, x:x + s] = rng.integers(80, 255, 3, dtype=np.uint8)
+            lab[y:y + s, x:x + s] = c
+        images.append(im)
+        labels.append(lab)
+    return SimpleNamespace(images=images, labels=labels, num_classes=k)
+
+
+def _now() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def step_times(config: TrainConfig, data: SimpleNamespace, skip: int) -> tuple[list[float], list[float]]:
+    """(wall ms, CPU ms) per step, first `skip` steps dropped."""
+    stamps: list[tuple[float, float]] = []
+    train(config, data, progress=lambda *_: stamps.append(_now()))
+    pairs = list(zip(stamps[skip:], stamps[skip + 1:], strict=False))
+    return [1000 * (b[0] - a[0]) for a, b in pairs], [1000 * (b[1] - a[1]) for a, b in pairs]
+
+
+def rates(fn, n: int) -> tuple[float, float]:
+    """(images per wall second, images per CPU second) of fn() over n images."""
+    w, c = _now()
+    fn()
+    w2, c2 = _now()
+    return n / (w2 - w), n / max(c2 - c, 1e-9)
+
+
+def plain_inference(model: torch.nn.Module, images: list[np.ndarray], batch: int) -> None:
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(np.stack(images[i:i + batch])).permute(0, 3, 1, 2).float().div_(255.0)
+            model(x).argmax(1).to(torch.uint8).numpy()  # the class map, as a pre-label needs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="unet_small")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--classes", type=int, default=11)
+    ap.add_argument("--batch-size", type=int, default=8, help="labeled = unlabeled batch size")
+    ap.add_argument("--mix", default="classmix")
+    ap.add_argument("--steps", type=int, default=25, help="training steps per measurement")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pool", type=int, default=512, help="images scored per measurement")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="results/engine_speed.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    data = synthetic_pool(max(args.pool, 64), args.size, args.classes)
+    base = dict(model=args.model, batch_size=args.batch_size, unlabeled_batch_size=args.batch_size,
+                crop_size=args.size, iterations=args.steps, warmup_fraction=0.0, device="cpu")
+    skip = min(5, args.steps // 3)
+    samples: dict[str, list[float]] = {k: [] for k in (
+        "sup_wall", "sup_cpu", "semi_wall", "semi_cpu", "score_wall", "score_cpu", "infer_wall", "infer_cpu")}
+    teacher = train(TrainConfig(**{**base, "iterations": 5}, mix="none"), data).teacher
+    images = data.images[:args.pool]
+    unlabeled = [np.full_like(y, 255) for y in data.labels[:args.pool]]
+
+    def infer() -> None:
+        plain_inference(teacher, images, args.batch_size)
+
+    def score() -> None:
+        score_pool(teacher, images, labels=unlabeled, metric="entropy", region_size=max(1, args.size // 4),
+                   batch_size=args.batch_size)
+
+    infer()  # warm-up: the first eval-mode passes build kernels and caches for these shapes
+    score()
+    for r in range(args.rounds):
+        for kind, mix in (("sup", "none"), ("semi", args.mix)):
+            wall, cpu = step_times(TrainConfig(**base, mix=mix, seed=r), data, skip)
+            samples[f"{kind}_wall"] += wall
+            samples[f"{kind}_cpu"] += cpu
+        for kind, fn in (("infer", infer), ("score", score)):
+            wall, cpu = rates(fn, len(images))
+            samples[f"{kind}_wall"].append(wall)
+            samples[f"{kind}_cpu"].append(cpu)
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    rows = {}
+    for clock in ("wall", "cpu"):
+        rows[clock] = {
+            "ms_per_supervised_step": med[f"sup_{clock}"],
+            "ms_per_semi_supervised_step": med[f"semi_{clock}"],
+            "semi_over_supervised": med[f"semi_{clock}"] / med[f"sup_{clock}"],
+            "scoring_images_per_s": med[f"score_{clock}"],
+            "inference_images_per_s": med[f"infer_{clock}"],
+            "scoring_over_inference": med[f"score_{clock}"] / med[f"infer_{clock}"],
+        }
+    targets = {"semi_over_supervised": "<= 2.5", "scoring_over_inference": ">= 0.90"}
+    print(f"engine speed: {args.model}, {args.size}x{args.size}, batch {args.batch_size}+{args.batch_size}, "
+          f"mix {args.mix}, {args.threads} threads, {args.rounds} rounds (medians; wall clock and "
+          f"process CPU time, which a loaded machine disturbs less)")
+    print(f"{'measure':<30}{'wall':>12}{'cpu':>12}  target")
+    for name in rows["wall"]:
+        print(f"{name:<30}{rows['wall'][name]:>12.3f}{rows['cpu'][name]:>12.3f}  {targets.get(name, '')}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"config": vars(args), "results": rows, "targets": targets,
+                               "samples": samples,
+                               "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                                           "cpu": platform.processor() or platform.machine()}}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

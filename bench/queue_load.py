@@ -1,0 +1,327 @@
+"""Load test of the region queue: N simulated annotators lease → submit against the running API.
+
+    .venv/bin/python bench/queue_load.py --annotators 50 --regions 100000 --duration 30
+
+Creates a fresh PostgreSQL schema (migrated to head), bulk-inserts the regions (one INSERT … SELECT
+generate_series), starts uvicorn with the real app on a free port, then runs the annotators as asyncio
+tasks with httpx: each leases, optionally "thinks", and submits a 32×32 mask with an Idempotency-Key,
+until the time is up. Prints lease/submit latency percentiles and throughput, and checks the database
+afterwards: double leases (a region handed out twice) and lost submissions (a 2xx whose annotation or
+file is missing) must both be zero. Writes everything as JSON (--out).
+
+Image rows point at no file: leasing and submitting never read image pixels (crops are not measured).
+"""
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image as PILImage
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from service.auth import create_token  # noqa: E402
+from service.db import session_factory  # noqa: E402
+from service.migrate import upgrade_to_head  # noqa: E402
+
+REGION = 32
+PER_IMAGE = 100  # a 10×10 grid of 32 px cells on a 320×320 image
+
+
+def schema_url(base: str, schema: str) -> str:
+    return make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False)
+
+
+def seed(url: str, regions: int, annotators: int) -> tuple[int, list[str]]:
+    t0 = time.perf_counter()
+    upgrade_to_head(url)
+    engine = create_engine(url)
+    images = -(-regions // PER_IMAGE)
+    classes = json.dumps([{"id": i, "name": f"c{i}", "color": "#%06x" % (i * 0x3f3f3f)} for i in range(4)])
+    with engine.begin() as conn:
+        pid = conn.execute(text(
+            "INSERT INTO project (name, classes, region, ignore_index, training, created_at, updated_at) "
+            "VALUES ('bench', :c, '{\"kind\": \"grid\", \"size\": 32}', 255, '{}', now(), now()) "
+            "RETURNING id"),
+            {"c": classes}).scalar_one()
+        cid = conn.execute(text(
+            "INSERT INTO cycle (project_id, number, status, step, total, cancel_requested, attempts, "
+            "created_at) VALUES (:p, 1, 'succeeded', 0, 0, false, 0, now()) RETURNING id"),
+            {"p": pid}).scalar_one()
+        conn.execute(text(
+            "INSERT INTO image (project_id, stem, path, content_type, width, height, split, created_at) "
+            "SELECT :p, 'img' || g, 'projects/' || :p || '/images/' || g || '.png', 'image/png', 320, 320, "
+            "'train', now() FROM generate_series(1, :n) g"), {"p": pid, "n": images})
+        first = conn.execute(text("SELECT min(id) FROM image WHERE project_id = :p"), {"p": pid}).scalar_one()
+        conn.execute(text(
+            "INSERT INTO region (project_id, image_id, cycle_id, kind, x, y, w, h, superpixel_id, score, "
+            "status, created_at) "
+            "SELECT :p, :first + g / :per, :c, 'grid', (g % 10) * 32, ((g % :per) / 10) * 32, 32, 32, -1, "
+            "random(), 'queued', now() FROM generate_series(0, :n - 1) g"),
+            {"p": pid, "c": cid, "first": first, "per": PER_IMAGE, "n": regions})
+        conn.execute(text("ANALYZE"))
+    engine.dispose()
+    # Flush the bulk load to disk now, so that its checkpoint does not land in the middle of the run.
+    with create_engine(url, isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.execute(text("CHECKPOINT"))
+    with session_factory(url)() as session:
+        tokens = [create_token(session, f"annotator-{i}", "annotator") for i in range(annotators)]
+    print(f"seeded {regions} regions on {images} images, {annotators} tokens "
+          f"in {time.perf_counter() - t0:.1f} s")
+    return pid, tokens
+
+
+def calibrate(url: str) -> dict:
+    """How fast this machine is right now: a database round trip, and a fixed piece of Python."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        trips = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            conn.execute(text("SELECT 1"))
+            trips.append(1000 * (time.perf_counter() - t0))
+    engine.dispose()
+    t0 = time.perf_counter()
+    for _ in range(2000):
+        sum(range(1000))
+    return {"select1_ms_p50": pct(trips, 50), "select1_ms_p99": pct(trips, 99),
+            "python_sum1000_us": 1e6 * (time.perf_counter() - t0) / 2000}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(url: str, data_dir: Path, port: int, workers: int) -> subprocess.Popen:
+    env = {**os.environ, "S4AL_DATABASE_URL": url, "S4AL_DATA_DIR": str(data_dir)}
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app", "--host", "127.0.0.1",
+           "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log",
+           "--timeout-graceful-shutdown", "5", "--timeout-keep-alive", "75"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)  # its own process group
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the API did not start")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM the uvicorn supervisor and its workers; SIGKILL the group if they linger."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+def mask_png() -> bytes:
+    arr = np.random.default_rng(0).integers(0, 4, (REGION, REGION)).astype(np.uint8)
+    buf = io.BytesIO()
+    PILImage.fromarray(arr, mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class Run:
+    def __init__(self) -> None:
+        self.lease_ms: list[float] = []
+        self.submit_ms: list[float] = []
+        self.leased: dict[int, int] = {}  # region id → how many times it was handed out
+        self.acked: dict[int, int] = {}  # annotation id → region id, for every 2xx submit
+        self.errors: list[str] = []
+        self.empty = 0
+        self.retries = 0
+        self.unfinished = 0  # leases still being "painted" when the time was up
+
+
+async def post(client: httpx.AsyncClient, run: "Run", url: str, **kw) -> httpx.Response:
+    """POST, retried on a dropped connection: a lease retry gets the same live lease back, a submit
+    retry carries the same Idempotency-Key, so neither can double anything."""
+    for attempt in range(3):
+        try:
+            return await client.post(url, **kw)
+        except httpx.TransportError:
+            if attempt == 2:
+                raise
+            run.retries += 1
+    raise AssertionError("unreachable")
+
+
+async def annotator(client: httpx.AsyncClient, base: str, pid: int, token: str, run: "Run", deadline: float,
+                    think: float, ramp: float, mask: bytes) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    rng = random.Random(token)
+    await asyncio.sleep(rng.uniform(0, ramp))  # annotators do not all start in the same millisecond
+    while time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        r = await post(client, run, f"{base}/api/projects/{pid}/queue/lease", headers=headers)
+        run.lease_ms.append(1000 * (time.perf_counter() - t0))
+        if r.status_code == 204:
+            run.empty += 1
+            return
+        if r.status_code != 200:
+            run.errors.append(f"lease {r.status_code} {r.text[:200]}")
+            return
+        body = r.json()
+        rid = body["region"]["id"]
+        run.leased[rid] = run.leased.get(rid, 0) + 1
+        if think:  # painting; one still painting at the end stops there (else all would submit at once)
+            pause = rng.expovariate(1 / think)
+            if time.perf_counter() + pause > deadline:
+                run.unfinished += 1
+                return
+            await asyncio.sleep(pause)
+        t0 = time.perf_counter()
+        r = await post(client, run, f"{base}/api/leases/{body['lease_id']}/annotation",
+                       files={"mask": ("m.png", mask)},
+                       headers=headers | {"Idempotency-Key": uuid.uuid4().hex})
+        run.submit_ms.append(1000 * (time.perf_counter() - t0))
+        if r.status_code != 201:
+            run.errors.append(f"submit {r.status_code} {r.text[:200]}")
+            return
+        run.acked[r.json()["id"]] = rid
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def verify(url: str, data_dir: Path, run: Run) -> dict:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, region_id, mask_path FROM annotation")).all()
+        labeled = conn.execute(text("SELECT count(*) FROM region WHERE status = 'labeled'")).scalar_one()
+    engine.dispose()
+    stored = {r.id: (r.region_id, r.mask_path) for r in rows}
+    storage = data_dir / "storage"
+    lost = [a for a, rid in run.acked.items()
+            if a not in stored or stored[a][0] != rid or not (storage / stored[a][1]).is_file()]
+    return {"annotations_in_db": len(stored), "regions_labeled": labeled, "lost_submissions": len(lost),
+            "double_leases": sum(n - 1 for n in run.leased.values() if n > 1),
+            "unacknowledged_rows": len(set(stored) - set(run.acked))}
+
+
+async def drive(base: str, pid: int, tokens: list[str], duration: float, think: float,
+                ramp: float) -> tuple[Run, float]:
+    run, mask = Run(), mask_png()
+    # Idle connections are dropped by the client (30 s) before the server would (75 s).
+    limits = httpx.Limits(max_connections=len(tokens), max_keepalive_connections=len(tokens),
+                          keepalive_expiry=30)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        # Warm every worker's connection pool, as a running service would be.
+        await asyncio.gather(*(client.get(f"{base}/api/me", headers={"Authorization": f"Bearer {t}"})
+                               for t in tokens))
+        t0 = time.perf_counter()
+        await asyncio.gather(*(annotator(client, base, pid, t, run, t0 + duration, think, ramp, mask)
+                               for t in tokens))
+        elapsed = time.perf_counter() - t0
+    return run, elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--annotators", type=int, default=50)
+    ap.add_argument("--regions", type=int, default=100_000)
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds of load")
+    ap.add_argument("--think", type=float, default=0.0, help="mean seconds between lease and submit")
+    ap.add_argument("--ramp", type=float, default=None, help="annotators start within this many seconds "
+                                                             "(default: the think time)")
+    ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    ap.add_argument("--pg-url", default=os.environ.get("S4AL_TEST_PG_URL",
+                                                       "postgresql+psycopg://root@127.0.0.1:5432/test"))
+    ap.add_argument("--data-dir", type=Path, default=Path("/tmp") / f"s4al-bench-{uuid.uuid4().hex[:8]}")
+    ap.add_argument("--out", type=Path, default=REPO / "results" / "queue_load.json")
+    ap.add_argument("--keep", action="store_true", help="keep the schema and data dir afterwards")
+    args = ap.parse_args()
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = schema_url(args.pg_url, schema)
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    server = None
+    try:
+        pid, tokens = seed(url, args.regions, args.annotators)
+        machine = calibrate(url)
+        port = free_port()
+        server = start_server(url, args.data_dir, port, args.workers)
+        ramp = args.think if args.ramp is None else args.ramp
+        run, elapsed = asyncio.run(drive(f"http://127.0.0.1:{port}", pid, tokens, args.duration, args.think,
+                                         ramp))
+        stop_server(server)
+        server = None
+        checks = verify(url, args.data_dir, run)
+    finally:
+        if server is not None:
+            stop_server(server)
+        if not args.keep:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            subprocess.run(["rm", "-rf", str(args.data_dir)], check=False)
+        admin.dispose()
+
+    result = {
+        "annotators": args.annotators, "regions": args.regions, "duration_s": round(elapsed, 2),
+        "think_s": args.think, "ramp_s": args.ramp if args.ramp is not None else args.think,
+        "workers": args.workers, "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
+        "python": platform.python_version(), "machine_now": machine,
+        "leases": len(run.lease_ms), "submits": len(run.acked), "retries": run.retries,
+        "unfinished_at_end": run.unfinished,
+        "errors": run.errors[:20],
+        "lease_ms": {"p50": pct(run.lease_ms, 50), "p90": pct(run.lease_ms, 90), "p99": pct(run.lease_ms, 99),
+                     "max": max(run.lease_ms, default=float("nan")),
+                     "mean": statistics.fmean(run.lease_ms) if run.lease_ms else float("nan")},
+        "submit_ms": {"p50": pct(run.submit_ms, 50), "p90": pct(run.submit_ms, 90),
+                      "p99": pct(run.submit_ms, 99), "max": max(run.submit_ms, default=float("nan")),
+                      "mean": statistics.fmean(run.submit_ms) if run.submit_ms else float("nan")},
+        "throughput": {"leases_per_s": len(run.lease_ms) / elapsed,
+                       "submits_per_s": len(run.acked) / elapsed},
+        **checks,
+    }
+    lm, sm = result["lease_ms"], result["submit_ms"]
+    print(f"\n{args.annotators} annotators, {args.regions} queued regions, {elapsed:.1f} s, "
+          f"think {args.think} s, {args.workers} uvicorn workers, "
+          f"load avg {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"machine now: SELECT 1 round trip p50 {machine['select1_ms_p50']:.2f} ms, "
+          f"p99 {machine['select1_ms_p99']:.2f} ms; sum(range(1000)) {machine['python_sum1000_us']:.1f} µs")
+    print(f"{'':8} {'n':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'per s':>8}")
+    for name, n, m, rate in (("lease", len(run.lease_ms), lm, result["throughput"]["leases_per_s"]),
+                             ("submit", len(run.acked), sm, result["throughput"]["submits_per_s"])):
+        print(f"{name:8} {n:7d} {m['p50']:8.1f} {m['p90']:8.1f} {m['p99']:8.1f} {m['max']:8.1f} {rate:8.1f}")
+    print(f"double leases {checks['double_leases']} · lost submissions {checks['lost_submissions']} · "
+          f"annotations in db {checks['annotations_in_db']} · regions labeled {checks['regions_labeled']} · "
+          f"retries {run.retries} · errors {len(run.errors)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

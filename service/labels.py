@@ -1,0 +1,128 @@
+"""Label masks: PNG encode/decode with strict checks, appending annotations, assembling an image's labels.
+
+A mask is an 8-bit image of class ids, exactly the size of its box, with 255 = unlabeled (DESIGN §4).
+
+Assembly rule (what training reads): annotations are applied oldest → newest (by id, i.e. insertion
+order, which does not depend on clocks), and each one writes only its pixels that are not 255. So a newer
+annotation overrides older labels where it labels a pixel, and a 255 inside a newer box means "no
+opinion", not "erase": an annotator who paints part of a region does not wipe labels that an earlier
+annotation (an initial mask, another region overlapping this one) put there. Unlabeling is not a thing
+annotators can do; a wrong label is fixed by labeling the pixel again.
+"""
+
+import io
+import uuid
+
+import numpy as np
+from PIL import Image as PILImage
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.imaging import PNG_MAGIC
+from service.models import Annotation, Image
+from service.storage import Storage, mask_key
+
+IGNORE = 255
+
+
+class MaskError(ValueError):
+    """A mask that is not acceptable; the message says why (the caller adds which file)."""
+
+
+def encode_mask_png(arr: np.ndarray) -> bytes:
+    if arr.ndim != 2 or arr.dtype != np.uint8:
+        raise MaskError(f"a mask must be a 2-D uint8 array, got shape {arr.shape} dtype {arr.dtype}")
+    buf = io.BytesIO()
+    PILImage.fromarray(arr, mode="L").save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def decode_mask_png(data: bytes, expected_w: int, expected_h: int, num_classes: int) -> np.ndarray:
+    """Decode and check a mask PNG: 8-bit 'L' or 'P' (palette indices are the class ids), exactly
+    expected_w × expected_h, every value a class id in 0..num_classes-1 or 255.
+
+    The size is checked from the header before decoding, so a huge PNG costs nothing.
+    """
+    if not data.startswith(PNG_MAGIC):
+        raise MaskError("a mask must be a PNG file")
+    try:
+        img = PILImage.open(io.BytesIO(data), formats=["PNG"])
+    except Exception as exc:  # DecompressionBombError included: it can never match an expected size
+        raise MaskError(f"not a readable PNG: {exc}") from exc
+    with img:
+        if img.size != (expected_w, expected_h):
+            raise MaskError(f"mask is {img.size[0]}x{img.size[1]}, expected {expected_w}x{expected_h}")
+        if img.mode not in ("L", "P"):
+            raise MaskError(f"mask must be an 8-bit single-channel PNG (mode L or P) of class ids, "
+                            f"got mode {img.mode}")
+        try:
+            arr = np.array(img, dtype=np.uint8)  # for 'P' this is the palette indices, not colours
+        except Exception as exc:
+            raise MaskError(f"mask data is truncated or corrupt: {exc}") from exc
+    check_mask_values(arr, num_classes)
+    return arr
+
+
+def check_mask_values(arr: np.ndarray, num_classes: int) -> None:
+    bad = np.unique(arr[(arr >= num_classes) & (arr != IGNORE)])
+    if bad.size:
+        shown = ", ".join(str(int(v)) for v in bad[:10])
+        raise MaskError(f"mask has values that are neither a class id (0..{num_classes - 1}) nor {IGNORE}: "
+                        f"{shown}{' ...' if bad.size > 10 else ''}")
+
+
+def add_annotation(
+    session: Session,
+    storage: Storage,
+    *,
+    image: Image,
+    x: int,
+    y: int,
+    w: int,
+    h: int,
+    mask: np.ndarray,
+    source: str,
+    token_id: int | None = None,
+    region_id: int | None = None,
+    lease_id: str | None = None,
+    late: bool = False,
+    idempotency_key: str | None = None,
+) -> Annotation:
+    """Write the mask PNG durably, then add (and flush) its row; the caller commits.
+
+    If the flush fails (e.g. a duplicate idempotency key) the PNG is removed and the error re-raised.
+    """
+    if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > image.width or y + h > image.height:
+        raise MaskError(f"box x={x} y={y} w={w} h={h} is not inside the {image.width}x{image.height} image")
+    if mask.shape != (h, w) or mask.dtype != np.uint8:
+        raise MaskError(f"mask must be uint8 of shape ({h}, {w}), got {mask.dtype} {mask.shape}")
+    check_mask_values(mask, len(image.project.classes))
+    key = mask_key(image.project_id, f"{image.id}-{uuid.uuid4().hex}")
+    storage.write_bytes(key, encode_mask_png(mask))
+    row = Annotation(image_id=image.id, region_id=region_id, lease_id=lease_id, token_id=token_id,
+                     source=source, x=x, y=y, w=w, h=h, mask_path=key, late=late,
+                     idempotency_key=idempotency_key)
+    session.add(row)
+    try:
+        session.flush()
+    except Exception:
+        storage.delete(key)
+        raise
+    return row
+
+
+def assemble_labels(session: Session, storage: Storage, image: Image) -> np.ndarray:
+    """The image's labeled mask (H×W uint8, 255 = unlabeled): see the module docstring for the rule."""
+    labels = np.full((image.height, image.width), IGNORE, dtype=np.uint8)
+    rows = session.scalars(select(Annotation).where(Annotation.image_id == image.id)
+                           .order_by(Annotation.id))
+    for ann in rows:
+        data = storage.read_bytes(ann.mask_path)
+        with PILImage.open(io.BytesIO(data), formats=["PNG"]) as img:
+            patch = np.array(img, dtype=np.uint8)
+        if patch.shape != (ann.h, ann.w):
+            raise MaskError(f"stored mask {ann.mask_path} is {patch.shape}, expected ({ann.h}, {ann.w})")
+        view = labels[ann.y:ann.y + ann.h, ann.x:ann.x + ann.w]
+        keep = patch != IGNORE
+        view[keep] = patch[keep]
+    return labels

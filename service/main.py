@@ -1,0 +1,35 @@
+"""The FastAPI app. `create_app(settings)` wires routers; nothing else lives here."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.migrate import prepare_embedded
+from service.routes import cycles as cycle_routes
+from service.routes import export, health, images, leases, pages, projects, queue, regions, tokens
+from service.routes import oracle as oracle_routes
+from service.routes import tags as tag_routes
+from service.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        prepare_embedded(app.state.settings)  # embedded mode: migrate at start
+        yield
+
+    app = FastAPI(title="s4al", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.include_router(health.router)
+    app.include_router(projects.router)
+    app.include_router(images.router)
+    app.include_router(tokens.router)
+    app.include_router(cycle_routes.router)
+    app.include_router(oracle_routes.router)
+    app.include_router(tag_routes.router)
+    for module in (queue, leases, regions, export, pages):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,224 @@
+"""SQLAlchemy 2.0 typed models: the schema every part of s4al shares (DESIGN §3)."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names, so Alembic autogenerate compares equal on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Project(Base):
+    __tablename__ = "project"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    classes: Mapped[list[Any]] = mapped_column(JSON)  # [{"id", "name", "color"}], ids 0..K-1
+    region: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"kind": "grid", "size": 32}
+    ignore_index: Mapped[int] = mapped_column(Integer, default=255)
+    training: Mapped[dict[str, Any]] = mapped_column(JSON)  # TrainConfig overrides + acquisition
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    images: Mapped[list["Image"]] = relationship(back_populates="project", cascade="all, delete-orphan",
+                                                 passive_deletes=True)
+
+
+class Image(Base):
+    __tablename__ = "image"
+    __table_args__ = (UniqueConstraint("project_id", "stem"), Index("ix_image_project_split", "project_id",
+                                                                   "split", "id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    stem: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(String(500))  # relative to the storage dir
+    content_type: Mapped[str] = mapped_column(String(50))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    split: Mapped[str] = mapped_column(String(10), default="train")  # train | val
+    oracle_mask_path: Mapped[str | None] = mapped_column(String(500))  # ground truth, never shown
+    # PseudoSeg: the image classifier's uncertainty at the last cycle (orders the tagging queue).
+    tag_uncertainty: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    project: Mapped[Project] = relationship(back_populates="images")
+
+
+class Cycle(Base):
+    __tablename__ = "cycle"
+    __table_args__ = (UniqueConstraint("project_id", "number"), Index("ix_cycle_status", "status"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    # queued running succeeded failed cancelled
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    phase: Mapped[str | None] = mapped_column(String(40))
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    loss: Mapped[float | None] = mapped_column(Float)
+    eta_seconds: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the settings this cycle ran with
+    checkpoint_path: Mapped[str | None] = mapped_column(String(500))
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200))  # hostname/pid that holds it
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
+
+
+class Region(Base):
+    __tablename__ = "region"
+    __table_args__ = (
+        UniqueConstraint("cycle_id", "image_id", "x", "y", "w", "h", "superpixel_id"),
+        # The queue's hot path: the best queued region of a project. `id` makes the order total, so
+        # `ORDER BY score DESC, id DESC LIMIT 1` is one backward index scan, whatever the statistics.
+        Index("ix_region_queue", "project_id", "status", "score", "id"),
+        # An annotator's live lease on a project.
+        Index("ix_region_lease", "project_id", "lease_token_id", "status"),
+        Index("ix_region_expiry", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"), index=True)
+    cycle_id: Mapped[int | None] = mapped_column(ForeignKey("cycle.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="grid")  # grid | superpixel
+    x: Mapped[int] = mapped_column(Integer)  # bounding box; a superpixel keeps its box here
+    y: Mapped[int] = mapped_column(Integer)
+    w: Mapped[int] = mapped_column(Integer)
+    h: Mapped[int] = mapped_column(Integer)
+    superpixel_id: Mapped[int] = mapped_column(Integer, default=-1)  # -1 for grid cells
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued leased labeled skipped
+    model_version: Mapped[str | None] = mapped_column(String(100))
+    prelabel_path: Mapped[str | None] = mapped_column(String(500))
+    lease_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    lease_token_id: Mapped[int | None] = mapped_column(ForeignKey("token.id", ondelete="SET NULL"))
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Lease(Base):
+    """History of every lease handed out; the live one is mirrored on its Region."""
+
+    __tablename__ = "lease"
+    __table_args__ = (
+        # The claim excludes the regions a token skipped; skips are few, so a partial index keeps that
+        # lookup tiny however long the lease history grows.
+        Index("ix_lease_skipped", "token_id", "region_id", postgresql_where=text("state = 'skipped'"),
+              sqlite_where=text("state = 'skipped'")),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("region.id", ondelete="CASCADE"), index=True)
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("token.id", ondelete="SET NULL"), index=True)
+    state: Mapped[str] = mapped_column(String(20), default="active")  # active released skipped submitted
+    reason: Mapped[str | None] = mapped_column(Text)  # why it was skipped
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+
+
+class Annotation(Base):
+    """Append-only. A box of class ids (255 = unlabeled) on an image; the newest wins."""
+
+    __tablename__ = "annotation"
+    __table_args__ = (
+        UniqueConstraint("token_id", "idempotency_key"),
+        Index("ix_annotation_image", "image_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("region.id", ondelete="CASCADE"), index=True)
+    lease_id: Mapped[str | None] = mapped_column(String(64))
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("token.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(20), default="human")  # human | oracle | initial
+    x: Mapped[int] = mapped_column(Integer)
+    y: Mapped[int] = mapped_column(Integer)
+    w: Mapped[int] = mapped_column(Integer)
+    h: Mapped[int] = mapped_column(Integer)
+    mask_path: Mapped[str] = mapped_column(String(500))
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ImageTag(Base):
+    """Image-level labels: the classes present in an image (PseudoSeg). The newest row wins."""
+
+    __tablename__ = "image_tag"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"), index=True)
+    class_ids: Mapped[list[Any]] = mapped_column(JSON)
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("token.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Token(Base):
+    __tablename__ = "token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))  # admin | annotator
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,0 +1,345 @@
+"""The region queue: atomic claims, the lease lifecycle, and the lazy return of expired leases.
+
+A lease is *live* while its row is `active` and `now < expires_at`; the live lease of a region is
+mirrored on the Region row (`status='leased'`, `lease_id`, `lease_token_id`, `lease_expires_at`), which
+is what the claim statement reads. Rules:
+
+- Claiming is one statement on both backends: `UPDATE region SET ... WHERE id = (SELECT id ... ORDER BY
+  score DESC, id DESC LIMIT 1 FOR UPDATE SKIP LOCKED) AND status = 'queued' RETURNING ...` (ties go to
+  the newest region; the order is exactly ix_region_queue read backwards). On PostgreSQL the
+  row lock with SKIP LOCKED makes concurrent claimers take different rows without waiting; SQLite has no
+  row locks, so the claim runs in a `BEGIN IMMEDIATE` transaction (one writer at a time) and the outer
+  `status = 'queued'` is the compare-and-set.
+- An annotator holds at most MAX_LIVE_LEASES live leases per project: the region on screen and the
+  prefetched next one. A plain lease call returns the annotator's oldest live lease if there is one (a
+  reloaded page gets its region back); `holding=[ids]` asks for a live lease other than those, claiming
+  a new region if needed. On PostgreSQL a transaction-scoped advisory lock per token serialises one
+  annotator's own concurrent calls (different annotators never wait on each other); on SQLite the
+  IMMEDIATE transaction already does.
+- Expired leases go back to the queue lazily: every claim first returns the project's expired leases
+  (`FOR UPDATE SKIP LOCKED`, so concurrent sweepers neither block nor deadlock). `return_expired` can also
+  be called periodically. Their Lease rows become `expired`.
+- A skip ends the lease and excludes that region for that token (a `skipped` Lease row). Once
+  `settings.skips_to_retire` distinct annotators skipped a region it leaves the queue for everyone
+  (`status='skipped'`); 0 never retires a region. The claim's exclusion is an uncorrelated
+  `id NOT IN (this token's skipped region ids)`, served by the partial index ix_lease_skipped.
+- Time comes from a `now` argument so tests control the clock; the routes read `app.state.clock`.
+"""
+
+import secrets
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
+from datetime import datetime, timedelta
+
+from sqlalchemy import Integer, String, and_, func, insert, literal, null, or_, select, text, update
+from sqlalchemy.orm import Session, aliased
+
+from service.models import Annotation, Image, Lease, Project, Region, Token, UTCDateTime, utcnow
+
+MAX_LIVE_LEASES = 2  # the region on screen + the prefetched next one
+_CANDIDATE = aliased(Region, name="cand")  # the claim's inner scan, never correlated to the UPDATE's row
+_ADVISORY_NS = 0x5341  # first key of pg_advisory_xact_lock(ns, token_id): "SA"
+
+
+class QueueError(Exception):
+    """A lease operation that cannot be done. `status` is the HTTP status to answer with."""
+
+    status = 400
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class LeaseNotFound(QueueError):
+    status = 404
+
+
+class LeaseForbidden(QueueError):
+    status = 403
+
+
+class LeaseConflict(QueueError):
+    status = 409
+
+
+def request_now(request) -> datetime:
+    """The current time for a request: `app.state.clock()` when a test set one, else the wall clock."""
+    clock = getattr(request.app.state, "clock", None)
+    return clock() if clock is not None else utcnow()
+
+
+_sqlite_locks: dict[str, threading.Lock] = {}
+_sqlite_locks_guard = threading.Lock()
+
+
+def _sqlite_lock(url: str) -> threading.Lock:
+    with _sqlite_locks_guard:
+        return _sqlite_locks.setdefault(url, threading.Lock())
+
+
+@contextmanager
+def write_tx(session: Session, token_id: int | None = None, durable: bool = True) -> Iterator[None]:
+    """A write transaction: commit at the end of the block, roll back on any exception.
+
+    The sessions use expire_on_commit=False, so rows that decide anything are re-read inside the
+    transaction with populate_existing. SQLite: whatever the session did before is committed, then
+    `BEGIN IMMEDIATE` takes the database's write lock up front, so the reads inside cannot go stale
+    before the write; writers of this process queue on a Python lock first, since SQLite's own busy
+    handler polls with sleeps of up to 100 ms. PostgreSQL: the request's read transaction simply goes on
+    (READ COMMITTED: every statement sees the latest commits; row locks do the rest), which saves a
+    COMMIT and a BEGIN round trip; with `token_id`, an advisory lock serialises that token's own queue
+    calls until commit.
+
+    `durable=False` (lease bookkeeping, never annotations) commits without waiting for the log flush
+    (PostgreSQL `synchronous_commit=off`, SQLite `synchronous=NORMAL`): still atomic, isolated and
+    immediately visible, and safe against a crash of the process; only a crash of the database server
+    or machine can forget the last fraction of a second of leases, which then are simply not leased.
+    """
+    engine = session.get_bind()
+    sqlite = engine.dialect.name == "sqlite"
+    if sqlite:
+        session.commit()
+    local = _sqlite_lock(str(engine.url)) if sqlite else nullcontext()
+    with local:
+        conn = session.connection()
+        restore = None
+        try:
+            if sqlite:
+                if not durable:
+                    restore = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+                    conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif engine.dialect.name == "postgresql" and (token_id is not None or not durable):
+                # One round trip for both settings of this transaction.
+                lock = ", pg_advisory_xact_lock(:ns, :tid)" if token_id is not None else ""
+                conn.execute(text(f"SELECT set_config('synchronous_commit', :sync, true){lock}"),
+                             {"sync": "on" if durable else "off", "ns": _ADVISORY_NS, "tid": token_id})
+            yield
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            if restore is not None:
+                session.connection().exec_driver_sql(f"PRAGMA synchronous={int(restore)}")
+                session.commit()
+
+
+def is_live(lease: Lease, now: datetime) -> bool:
+    return lease.state == "active" and now < lease.expires_at
+
+
+def return_expired(session: Session, now: datetime, project_id: int | None = None) -> int:
+    """Put regions whose lease expired back in the queue (in the caller's transaction); how many."""
+    q = (select(Region.id, Region.lease_id)
+         .where(Region.status == "leased", Region.lease_expires_at <= now)
+         .with_for_update(skip_locked=True))
+    if project_id is not None:
+        q = q.where(Region.project_id == project_id)
+    rows = session.execute(q).all()
+    _requeue(session, [(r.id, r.lease_id) for r in rows], now)
+    return len(rows)
+
+
+def _requeue(session: Session, expired: list[tuple[int, str | None]], now: datetime) -> None:
+    """Mark these (region id, lease id) pairs' leases expired and their regions queued."""
+    if not expired:
+        return
+    opts = {"synchronize_session": False}
+    lease_ids = [lid for _, lid in expired if lid]
+    if lease_ids:
+        session.execute(update(Lease).where(Lease.id.in_(lease_ids), Lease.state == "active")
+                        .values(state="expired", ended_at=now), execution_options=opts)
+    session.execute(update(Region).where(Region.id.in_([rid for rid, _ in expired]))
+                    .values(status="queued", lease_id=None, lease_token_id=None, lease_expires_at=None),
+                    execution_options=opts)
+
+
+def sweep_expired(session: Session, now: datetime | None = None) -> int:
+    """Return every project's expired leases to the queue and commit (for a periodic job)."""
+    with write_tx(session, durable=False):
+        return return_expired(session, now or utcnow())
+
+
+def _live_leases(session: Session, project_id: int, token_id: int, now: datetime) -> list[Region]:
+    """Return the project's expired leases to the queue; the token's live leases, oldest first.
+
+    One read serves both (the hot path of every lease call): leased regions of the project that are
+    expired or held by this token, locked with SKIP LOCKED so concurrent sweepers never wait.
+    """
+    rows = session.execute(
+        select(Region, Lease.created_at).join(Lease, Lease.id == Region.lease_id)
+        .where(Region.project_id == project_id, Region.status == "leased",
+               or_(Region.lease_expires_at <= now, Region.lease_token_id == token_id))
+        .with_for_update(skip_locked=True, of=Region)
+        .execution_options(populate_existing=True)).all()
+    _requeue(session, [(r.id, r.lease_id) for r, _ in rows if r.lease_expires_at <= now], now)
+    live = sorted(((created, r.id, r) for r, created in rows if r.lease_expires_at > now),
+                  key=lambda t: t[:2])
+    return [r for _, _, r in live]
+
+
+def _best_queued(project_id: int, token_id: int):
+    """The id of the project's best queued region that this token did not skip, row-locked."""
+    cand = _CANDIDATE
+    # Uncorrelated, so it runs once per claim (a hashed subplan), not once per candidate row.
+    skipped_by_me = select(Lease.region_id).where(Lease.token_id == token_id, Lease.state == "skipped")
+    return (select(cand.id)
+            .where(cand.project_id == project_id, cand.status == "queued", cand.id.not_in(skipped_by_me))
+            .order_by(cand.score.desc(), cand.id.desc())  # = one backward scan of ix_region_queue
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .correlate(None)
+            .scalar_subquery())
+
+
+def _claim(session: Session, project_id: int, token_id: int, lease_id: str, now: datetime,
+           expires: datetime) -> Region | None:
+    """Claim the best region and record its Lease row; the region's Image is loaded alongside."""
+    claim = (update(Region)
+             .where(Region.id == _best_queued(project_id, token_id), Region.status == "queued")
+             .values(status="leased", lease_id=lease_id, lease_token_id=token_id, lease_expires_at=expires))
+    opts = {"synchronize_session": False, "populate_existing": True}
+    if session.get_bind().dialect.name == "postgresql":
+        # One round trip: claim, insert the Lease row, and read the region with its image.
+        claimed = claim.returning(*Region.__table__.c).cte("claimed")
+        lease_row = insert(Lease).from_select(
+            ["id", "region_id", "token_id", "state", "created_at", "expires_at"],
+            select(literal(lease_id, String()), claimed.c.id, literal(token_id, Integer()),
+                   literal("active", String()), literal(now, UTCDateTime()), literal(expires, UTCDateTime())),
+        ).cte("lease_row")
+        region = aliased(Region, claimed)
+        stmt = select(region, Image).join(Image, Image.id == region.image_id).add_cte(lease_row)
+        row = session.execute(stmt, execution_options=opts).first()
+        if row is None:
+            return None
+        # The identity map holds objects weakly: keep the image alive for the caller's response.
+        row[0].loaded_image = row[1]
+        return row[0]
+    region = session.execute(claim.returning(Region), execution_options=opts).scalars().first()
+    if region is not None:
+        session.add(Lease(id=lease_id, region_id=region.id, token_id=token_id, state="active",
+                          created_at=now, expires_at=expires))
+    return region
+
+
+def lease_next(session: Session, settings, project_id: int, token: Token, *,
+               holding: Iterable[str] = (), now: datetime | None = None) -> Region | None:
+    """Lease the best queued region of a project to `token` (see the module docstring); commits.
+
+    Returns the Region (its `lease_id` / `lease_expires_at` are the lease), or None when nothing is left.
+    Raises LeaseConflict when the token already holds MAX_LIVE_LEASES other live leases.
+    """
+    now = now or utcnow()
+    holding = set(holding)
+    token_id = token.id
+    with write_tx(session, token_id, durable=False):
+        held = _live_leases(session, project_id, token_id, now)
+        for region in held:
+            if region.lease_id not in holding:
+                return region
+        if len(held) >= MAX_LIVE_LEASES:
+            raise LeaseConflict(f"you already hold {len(held)} leases on this project; submit, skip or "
+                                f"release one first")
+        lease_id = secrets.token_urlsafe(18)
+        expires = now + timedelta(seconds=settings.lease_ttl_seconds)
+        region = _claim(session, project_id, token_id, lease_id, now, expires)
+    return region
+
+
+def _check_owner(lease: Lease | None, lease_id: str, token_id: int) -> None:
+    if lease is None:
+        raise LeaseNotFound(f"lease {lease_id!r} not found")
+    if lease.token_id != token_id:
+        raise LeaseForbidden("this lease belongs to another annotator")
+
+
+def _with_replay(q, token_id: int, key: str | None):
+    """Add the annotation this token already stored under Idempotency-Key `key` (or NULL) to a query."""
+    if key is None:
+        return q.add_columns(null())
+    return q.add_columns(Annotation).outerjoin(
+        Annotation, and_(Annotation.token_id == token_id, Annotation.idempotency_key == key))
+
+
+def lease_context(session: Session, lease_id: str, token_id: int, key: str | None = None,
+                  ) -> tuple[Lease, Region, Image, Project, Annotation | None]:
+    """The caller's lease with its region, image, project and the annotation already stored under
+    `key`, in one read (404 / 403)."""
+    q = (select(Lease, Region, Image, Project)
+         .join(Region, Region.id == Lease.region_id).join(Image, Image.id == Region.image_id)
+         .join(Project, Project.id == Region.project_id).where(Lease.id == lease_id))
+    row = session.execute(_with_replay(q, token_id, key)).first()
+    _check_owner(row[0] if row else None, lease_id, token_id)
+    return tuple(row)
+
+
+def lock_lease(session: Session, lease_id: str, token_id: int, key: str | None = None,
+               ) -> tuple[Lease, Region, Annotation | None]:
+    """Inside a write_tx: the caller's lease and its region, row-locked and re-read (404 / 403), with
+    the annotation already stored under `key` (read after the lock, so a concurrent retry is seen)."""
+    q = select(Lease, Region).join(Region, Region.id == Lease.region_id).where(Lease.id == lease_id)
+    q = _with_replay(q, token_id, key).with_for_update(of=[Lease.__table__, Region.__table__])
+    row = session.execute(q.execution_options(populate_existing=True)).first()
+    _check_owner(row[0] if row else None, lease_id, token_id)
+    return tuple(row)
+
+
+def _unmirror(region: Region, lease: Lease, status: str) -> None:
+    """Clear the region's lease fields if this lease is the one mirrored there."""
+    if region.lease_id == lease.id:
+        region.status = status
+        region.lease_id = None
+        region.lease_token_id = None
+        region.lease_expires_at = None
+
+
+def renew(session: Session, settings, lease_id: str, token: Token, now: datetime | None = None) -> Lease:
+    now = now or utcnow()
+    with write_tx(session, durable=False):
+        lease, region, _ = lock_lease(session, lease_id, token.id)
+        if not is_live(lease, now) or region.lease_id != lease.id:
+            raise LeaseConflict(_ended_message(lease, now))
+        lease.expires_at = now + timedelta(seconds=settings.lease_ttl_seconds)
+        region.lease_expires_at = lease.expires_at
+    return lease
+
+
+def release(session: Session, lease_id: str, token: Token, now: datetime | None = None) -> Lease:
+    """Give the region back to the queue unlabeled."""
+    now = now or utcnow()
+    with write_tx(session, durable=False):
+        lease, region, _ = lock_lease(session, lease_id, token.id)
+        if lease.state != "active":
+            raise LeaseConflict(_ended_message(lease, now))
+        lease.state, lease.ended_at = "released", now
+        _unmirror(region, lease, "queued")
+    return lease
+
+
+def skip(session: Session, settings, lease_id: str, token: Token, reason: str,
+         now: datetime | None = None) -> Lease:
+    """End the lease; this token never gets the region again; enough skips retire it for everyone."""
+    now = now or utcnow()
+    with write_tx(session, durable=False):
+        lease, region, _ = lock_lease(session, lease_id, token.id)
+        if lease.state not in ("active", "expired"):
+            raise LeaseConflict(_ended_message(lease, now))
+        lease.state, lease.ended_at, lease.reason = "skipped", now, reason
+        session.flush()
+        skippers = session.scalar(select(func.count(func.distinct(Lease.token_id)))
+                                  .where(Lease.region_id == region.id, Lease.state == "skipped"))
+        retire = settings.skips_to_retire > 0 and skippers >= settings.skips_to_retire
+        if region.lease_id == lease.id:
+            _unmirror(region, lease, "skipped" if retire else "queued")
+        elif retire and region.status == "queued":
+            region.status = "skipped"
+    return lease
+
+
+def _ended_message(lease: Lease, now: datetime) -> str:
+    if lease.state == "active" and now >= lease.expires_at or lease.state == "expired":
+        return "the lease expired; lease a new region"
+    return f"the lease already ended ({lease.state})"

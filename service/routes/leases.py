@@ -1,0 +1,62 @@
+"""A lease's lifecycle: renew, release, skip, and submitting its annotation."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Header, Request, Response, UploadFile, status
+
+from service.annotations import submit
+from service.auth import CurrentToken, SessionDep
+from service.queue import QueueError, release, renew, skip
+from service.routes.queue import NowDep, http_error
+from service.schemas.queue import AnnotationPublic, LeaseState, SkipRequest
+
+router = APIRouter(prefix="/api/leases", tags=["leases"])
+
+
+@router.post("/{lease_id}/renew", response_model=LeaseState)
+def renew_lease(lease_id: str, request: Request, session: SessionDep, token: CurrentToken,
+                now: NowDep) -> LeaseState:
+    """Extend a live lease by the lease TTL from now; 409 once it expired."""
+    try:
+        return renew(session, request.app.state.settings, lease_id, token, now)
+    except QueueError as exc:
+        raise http_error(exc) from exc
+
+
+@router.post("/{lease_id}/release", response_model=LeaseState)
+def release_lease(lease_id: str, session: SessionDep, token: CurrentToken, now: NowDep) -> LeaseState:
+    """Give the region back to the queue, unlabeled."""
+    try:
+        return release(session, lease_id, token, now)
+    except QueueError as exc:
+        raise http_error(exc) from exc
+
+
+@router.post("/{lease_id}/skip", response_model=LeaseState)
+def skip_lease(lease_id: str, body: SkipRequest, request: Request, session: SessionDep,
+               token: CurrentToken, now: NowDep) -> LeaseState:
+    """Give the region back and never get it again; it leaves the queue after enough skips."""
+    try:
+        return skip(session, request.app.state.settings, lease_id, token, body.reason.strip() or "-", now)
+    except QueueError as exc:
+        raise http_error(exc) from exc
+
+
+@router.post("/{lease_id}/annotation", status_code=status.HTTP_201_CREATED, response_model=AnnotationPublic)
+def submit_mask(lease_id: str, request: Request, response: Response, session: SessionDep,
+                token: CurrentToken, now: NowDep, mask: Annotated[UploadFile, File()],
+                idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+                ) -> AnnotationPublic:
+    """Store the region's mask: an 8-bit PNG of class ids (255 = unlabeled), exactly the region's size."""
+    settings = request.app.state.settings
+    data = mask.file.read(settings.max_upload_bytes + 1)
+    try:
+        ann, replayed = submit(session, settings, lease_id, token, data, idempotency_key, now=now)
+    except QueueError as exc:
+        raise http_error(exc) from exc
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    out = AnnotationPublic.model_validate(ann)
+    out.replayed = replayed
+    return out
+

@@ -1,0 +1,62 @@
+"""Tokens: who am I (any token); create, list and revoke tokens (admin). Values are shown once."""
+
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from service.auth import AdminToken, CurrentToken, SessionDep, create_token, hash_token
+from service.models import Token
+
+router = APIRouter(prefix="/api", tags=["tokens"])
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    role: Literal["admin", "annotator"] = "annotator"
+
+
+class TokenPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    role: str
+    revoked: bool
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class TokenCreated(TokenPublic):
+    token: str = Field(description="The bearer token itself; it is stored hashed and never shown again.")
+
+
+@router.get("/me", response_model=TokenPublic)
+def me(token: CurrentToken) -> Token:
+    return token
+
+
+@router.post("/tokens", response_model=TokenCreated, status_code=status.HTTP_201_CREATED)
+def create(body: TokenCreate, session: SessionDep, _: AdminToken) -> TokenCreated:
+    value = create_token(session, body.name.strip(), body.role)
+    row = session.scalar(select(Token).where(Token.token_hash == hash_token(value)))
+    return TokenCreated(**TokenPublic.model_validate(row).model_dump(), token=value)
+
+
+@router.get("/tokens", response_model=list[TokenPublic])
+def list_tokens(session: SessionDep, _: AdminToken) -> list[Token]:
+    return list(session.scalars(select(Token).order_by(Token.id)))
+
+
+@router.delete("/tokens/{token_id}", response_model=TokenPublic)
+def revoke(token_id: int, session: SessionDep, _: AdminToken) -> Token:
+    token = session.get(Token, token_id)
+    if token is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"token {token_id} not found")
+    token.revoked = True
+    session.commit()
+    return token

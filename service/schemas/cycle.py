@@ -1,0 +1,57 @@
+"""Cycle schemas: a cycle's status and progress, and a project's learning curve."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CyclePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    project_id: int
+    number: int
+    status: str = Field(description="queued | running | succeeded | failed | cancelled")
+    phase: str | None = Field(None, description="load | train | score | evaluate | write, while running")
+    step: int
+    total: int
+    loss: float | None
+    eta_seconds: float | None
+    metrics: dict[str, Any] | None = Field(None, description="miou, per_class_iou, labeled_fraction, "
+                                                             "regions, timings ... once succeeded")
+    error: str | None
+    cancel_requested: bool
+    attempts: int
+    worker: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+
+
+class MetricsPoint(BaseModel):
+    cycle_id: int
+    number: int
+    status: str
+    labeled_fraction: float | None
+    miou: float | None
+    per_class_iou: list[float | None] | None
+
+
+class ProjectMetrics(BaseModel):
+    project_id: int
+    class_names: list[str]
+    cycles: list[MetricsPoint]
+
+
+class OracleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int | None = Field(None, ge=1, description="Label at most this many regions; default all queued.")
+
+
+class OracleResult(BaseModel):
+    project_id: int
+    labeled: int
+    remaining: int

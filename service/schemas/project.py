@@ -1,0 +1,118 @@
+"""Project schemas: classes, region settings, training settings (defaults from DESIGN §1)."""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+IGNORE_INDEX = 255
+MAX_CLASSES = 255  # ids 0..254; 255 is the ignore index
+
+
+class ClassDef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: int = Field(ge=0, le=MAX_CLASSES - 1)
+    name: str = Field(min_length=1, max_length=100)
+    color: str = Field(pattern=r"^#[0-9a-fA-F]{6}$", description="#rrggbb")
+
+
+def check_classes(classes: list[ClassDef]) -> list[ClassDef]:
+    """Ids unique and contiguous 0..K-1, names unique, at most 255 classes; returned sorted by id."""
+    if not classes:
+        raise ValueError("at least one class is needed")
+    if len(classes) > MAX_CLASSES:
+        raise ValueError(f"at most {MAX_CLASSES} classes (255 is the ignore index), got {len(classes)}")
+    ids = [c.id for c in classes]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"duplicate class ids: {dup}")
+    if sorted(ids) != list(range(len(ids))):
+        raise ValueError(f"class ids must be contiguous 0..{len(ids) - 1}, got {sorted(ids)}")
+    names = [c.name for c in classes]
+    if len(set(names)) != len(names):
+        raise ValueError("duplicate class names")
+    return sorted(classes, key=lambda c: c.id)
+
+
+class RegionSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["grid", "superpixel"] = "grid"
+    size: int = Field(32, ge=4, le=2048, description="Grid cell side, or the mean superpixel side, in px.")
+
+
+class TrainingSettings(BaseModel):
+    """One cycle's training and acquisition settings. The engine maps these onto its own config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    iterations: int = Field(2000, ge=1, le=1_000_000)
+    batch_size: int = Field(8, ge=1, le=512, description="Labeled images per step.")
+    unlabeled_batch_size: int = Field(8, ge=0, le=512, description="Unlabeled images per step.")
+    lr: float = Field(1e-2, gt=0, le=10)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0, le=1)
+    poly_power: float = Field(0.9, ge=0, le=10)
+    warmup_fraction: float = Field(0.1, ge=0, le=1, description="Supervised-only share of iterations.")
+    ema: float = Field(0.99, ge=0, lt=1, description="Mean-teacher EMA cap.")
+    tau: float = Field(0.97, gt=0, lt=1, description="Confidence threshold of the per-image weight η.")
+    mix: Literal["classmix", "cutmix", "cowmix", "none"] = "classmix"
+    pseudo_label: Literal["argmax", "pseudoseg"] = Field(
+        "argmax", description="Unlabeled targets: the teacher's argmax, or PseudoSeg's fusion with a "
+                              "self-attention Grad-CAM (uses image-level tags).")
+    replay_size: int = Field(256, ge=0, le=100_000, description="Balanced ClassMix replay buffer; 0 = off.")
+    acquisition: Literal["random", "least_confidence", "entropy", "margin"] = "entropy"
+    budget: int | None = Field(None, ge=1, description="Regions per cycle (global top-B); overrides "
+                                                      "budget_per_image when set.")
+    budget_per_image: int = Field(4, ge=1, le=10_000, description="Top regions per image per cycle.")
+    model: Literal["unet_small", "deeplabv3plus_mobilenetv2"] = "unet_small"
+    init: Literal["pretrained", "random"] = "pretrained"
+    seed: int = Field(0, ge=0)
+
+
+class ProjectCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    classes: list[ClassDef]
+    region: RegionSettings = Field(default_factory=RegionSettings)
+    ignore_index: Literal[255] = IGNORE_INDEX
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, v: list[ClassDef]) -> list[ClassDef]:
+        return check_classes(v)
+
+
+class ProjectUpdate(BaseModel):
+    """Partial update. `training` is merged into the current settings; `classes` may rename, recolor
+    or append classes, never remove or renumber them (stored masks refer to the ids)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=r"\S")
+    classes: list[ClassDef] | None = None
+    region: RegionSettings | None = None
+    training: dict | None = None
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, v: list[ClassDef] | None) -> list[ClassDef] | None:
+        return None if v is None else check_classes(v)
+
+
+class ProjectPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    classes: list[ClassDef]
+    region: RegionSettings
+    ignore_index: int
+    training: TrainingSettings
+    created_at: datetime
+    updated_at: datetime
+    image_count: int = 0

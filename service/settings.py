@@ -1,0 +1,54 @@
+"""The one Settings object. Every field is an env var `S4AL_<FIELD>`; defaults form the embedded mode."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    # Empty values (S4AL_DATABASE_URL= in .env.example) mean "the default", not "".
+    model_config = SettingsConfigDict(env_prefix="S4AL_", env_file=".env", extra="ignore",
+                                      env_ignore_empty=True)
+
+    data_dir: Path = Field(Path("./s4al-data"), description="Root of the SQLite file and the storage.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite under data_dir.")
+    broker_url: str | None = Field(None, description="Celery broker; default: embedded, no server.")
+    import_root: Path = Field(Path("."), description="Dataset folders may only be imported from below here.")
+    max_image_pixels: int = Field(40_000_000, description="Uploads with more pixels are refused (413).")
+    max_upload_bytes: int = Field(64 * 1024 * 1024, description="Largest accepted file in one upload.")
+    lease_ttl_seconds: int = Field(600, description="How long an annotator holds a region.")
+    skips_to_retire: int = Field(3, description="Distinct annotators' skips that take a region out of the "
+                                 "queue for everyone (status skipped); 0 = never.")
+    task_time_limit_seconds: int = Field(6 * 3600, description="Hard limit of one cycle task.")
+    heartbeat_stale_seconds: int = Field(300, description="A running cycle silent this long is stale.")
+    stale_cycle_action: Literal["fail", "requeue"] = Field("requeue", description="What the reaper does.")
+    reaper_interval_seconds: int = Field(60, description="How often the reaper looks for stale cycles.")
+    max_cycle_attempts: int = Field(3, ge=1, description="Starts of one cycle before the reaper fails it.")
+    cycle_queue: str = Field("gpu", pattern=r"^[A-Za-z0-9._-]+$",
+                             description="Celery queue of cycles; workers consume it (-Q).")
+    device: str = Field("auto", description="Training device: auto, cpu or cuda.")
+    host: str = Field("127.0.0.1", description="Where `s4al serve` listens.")
+    port: int = Field(8000, description="Port of `s4al serve`.")
+    public_url: str | None = Field(None, description="URL printed for annotators; default http://host:port.")
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "storage"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 's4al.db').resolve()}"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

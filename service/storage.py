@@ -1,0 +1,128 @@
+"""File storage under `settings.storage_dir`: durable atomic writes and the key layout.
+
+Keys are relative POSIX paths ("projects/3/images/17.png"); the database stores keys, never absolute
+paths, so a data directory can move. Every write goes to a temporary file in the same directory, is
+fsynced, renamed over the target and the directory fsynced: a reader sees the old file or the new one,
+never half of one, and a crash right after `write_bytes` returns cannot lose the file.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+
+class StorageError(ValueError):
+    """A key that is malformed or would leave the storage root."""
+
+
+def _norm_ext(ext: str) -> str:
+    ext = ext.lower()
+    return ext if ext.startswith(".") else "." + ext
+
+
+def project_prefix(project_id: int) -> str:
+    return f"projects/{int(project_id)}"
+
+
+def image_key(project_id: int, image_id: int | str, ext: str) -> str:
+    return f"{project_prefix(project_id)}/images/{image_id}{_norm_ext(ext)}"
+
+
+def mask_key(project_id: int, name: str) -> str:
+    """An annotation mask: `name` is one path component chosen by the caller (e.g. a uuid)."""
+    name = name if name.endswith(".png") else name + ".png"
+    return f"{project_prefix(project_id)}/masks/{name}"
+
+
+def oracle_key(project_id: int, image_id: int) -> str:
+    """Ground truth kept for simulation; never served to annotators."""
+    return f"{project_prefix(project_id)}/oracle/{int(image_id)}.png"
+
+
+def checkpoint_key(project_id: int, cycle_number: int) -> str:
+    return f"{project_prefix(project_id)}/checkpoints/cycle-{int(cycle_number):04d}.pt"
+
+
+def prelabel_key(project_id: int, region_id: int) -> str:
+    return f"{project_prefix(project_id)}/prelabels/{int(region_id)}.png"
+
+
+class Storage:
+    def __init__(self, root: Path | str):
+        self.root = Path(root).resolve()
+
+    def path(self, rel: str) -> Path:
+        """The absolute path of a key; refuses absolute keys, `..` and symlinks that leave the root."""
+        if not rel or "\\" in rel or "\x00" in rel:
+            raise StorageError(f"bad storage key {rel!r}")
+        pure = PurePosixPath(rel)
+        if pure.is_absolute() or ".." in pure.parts:
+            raise StorageError(f"storage key {rel!r} leaves the storage root")
+        full = (self.root / pure).resolve()
+        if full != self.root and self.root not in full.parents:
+            raise StorageError(f"storage key {rel!r} leaves the storage root")
+        return full
+
+    def exists(self, rel: str) -> bool:
+        return self.path(rel).is_file()
+
+    def read_bytes(self, rel: str) -> bytes:
+        return self.path(rel).read_bytes()
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        target = self.path(rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
+
+    def delete(self, rel: str) -> None:
+        """Remove one file if it is there (used to undo a write whose row did not commit)."""
+        self.path(rel).unlink(missing_ok=True)
+
+    def delete_tree(self, rel: str) -> None:
+        full = self.path(rel)
+        if full == self.root:
+            raise StorageError("refusing to delete the storage root")
+        shutil.rmtree(full, ignore_errors=True)
+
+    def delete_project(self, project_id: int) -> None:
+        self.delete_tree(project_prefix(project_id))
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # some platforms cannot open a directory; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def storage_for(settings) -> Storage:
+    """The Storage of a Settings (its `storage_dir`)."""
+    return Storage(settings.storage_dir)
+
+
+def get_storage(request: Request) -> Storage:
+    """FastAPI dependency: the app's storage."""
+    return storage_for(request.app.state.settings)
+
+
+StorageDep = Annotated[Storage, Depends(get_storage)]

@@ -1,0 +1,98 @@
+"""Worker commands for the `s4al` CLI (`simulate`, `data`). Registered by service/cli.py.
+
+Torch and the engine are imported inside the command bodies: importing this module (which every
+`s4al` invocation does) must stay fast and torch-free.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Opt = typer.Option
+
+
+def simulate(
+    dataset_dir: Annotated[Path, typer.Argument(help="Dataset folder (DESIGN §3) with ground-truth masks.")],
+    out: Annotated[Path, Opt("--out", help="Folder for result.json and curve.png.")],
+    cycles: Annotated[int, Opt(help="Active-learning cycles per arm.")] = 4,
+    initial: Annotated[float, Opt(help="Share of train pixels labeled at the start (random).")] = 0.02,
+    budget: Annotated[float, Opt(help="Share of train pixels the oracle labels per cycle.")] = 0.02,
+    acquisition: Annotated[str, Opt(help="random | least_confidence | entropy | margin.")] = "entropy",
+    mix: Annotated[str, Opt(help="classmix | balanced_classmix | cutmix | cowmix | cowout | none.")] =
+        "classmix",
+    model: Annotated[str, Opt(help="unet_small | deeplabv3plus_mobilenetv2.")] = "unet_small",
+    iterations: Annotated[int, Opt(help="Training iterations per cycle (N; full also runs 2N).")] = 1500,
+    compare: Annotated[str, Opt(help="Other arms, comma-separated: random,supervised,full.")] =
+        "random,supervised,full",
+    region_size: Annotated[int, Opt(help="Grid cell side in pixels.")] = 8,
+    batch_size: Annotated[int, Opt(help="Labeled crops per step.")] = 8,
+    unlabeled_batch_size: Annotated[int, Opt(help="Unlabeled crops per step (mixed in pairs).")] = 8,
+    lr: Annotated[float | None, Opt(help="Learning rate (default: the model's).")] = None,
+    seed: Annotated[int, Opt()] = 0,
+    device: Annotated[str, Opt(help="auto | cpu | cuda.")] = "auto",
+    threads: Annotated[int | None, Opt(help="torch CPU threads (default: torch's choice).")] = None,
+    full_check: Annotated[bool, Opt(help="Also train full at 2N to show it converged.")] = True,
+    jobs: Annotated[int, Opt(help="Run the arms in this many processes at once.")] = 1,
+    pseudo_label: Annotated[str, Opt(help="argmax | pseudoseg (PseudoSeg's fused targets).")] = "argmax",
+    tags: Annotated[str, Opt(help="none | all: oracle image-level tags for every train image.")] = "none",
+) -> None:
+    """Simulate active learning with an oracle annotator; compare arms; write result.json + curve.png."""
+    from worker.simulate import SimulateConfig
+
+    cfg = SimulateConfig(dataset=str(dataset_dir), out=str(out), cycles=cycles, initial=initial,
+                         budget=budget, acquisition=acquisition, mix=mix, model=model, iterations=iterations,
+                         compare=[a.strip() for a in compare.split(",") if a.strip()],
+                         region_size=region_size, batch_size=batch_size,
+                         unlabeled_batch_size=unlabeled_batch_size, lr=lr, seed=seed, device=device,
+                         full_check=full_check, jobs=jobs, pseudo_label=pseudo_label, tags=tags)
+    try:
+        cfg.validate()  # bad arguments fail here, before torch trains anything
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    _run_simulation(cfg, threads)
+
+
+def _run_simulation(cfg, threads: int | None) -> None:
+    import torch
+    from tqdm import tqdm
+
+    from worker.datasets import DatasetError
+    from worker.simulate import simulate as run
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    def bar(title: str, total: int):
+        state: dict = {}
+
+        def progress(phase: str, step: int, count: int, losses: dict) -> None:
+            if phase != "train":
+                return
+            if "bar" not in state:
+                state["bar"] = tqdm(total=count, desc=title, leave=False, unit="it")
+            state["bar"].update(step - state["bar"].n)
+            if step % 25 == 0 and losses:
+                state["bar"].set_postfix({k: f"{v:.3f}" for k, v in losses.items() if k in ("sup", "unsup")})
+            if step >= count:
+                state["bar"].close()
+
+        return progress
+
+    try:
+        run(cfg, report=lambda line: tqdm.write(line), bar=bar)
+    except (DatasetError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"wrote {Path(cfg.out) / 'result.json'} and {Path(cfg.out) / 'curve.png'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the worker's commands to the `s4al` app."""
+    from worker.data.cli import register_data
+
+    app.command("simulate")(simulate)
+    register_data(app)

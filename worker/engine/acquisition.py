@@ -1,0 +1,369 @@
+"""Acquisition: per-pixel uncertainty -> per-region scores over the whole pool -> selected regions.
+
+`score_pool` streams the pool through the teacher in batches; per batch everything up to the
+per-region numbers (softmax, uncertainty, masking of labeled pixels, pooling, class balance) runs on the
+model's device and only a few floats per region (plus, when asked, the uint8 argmax) come back to the
+host. Memory therefore grows with the number of regions, never with pixels times images.
+
+`acquire` scores and selects in one call; the selection rules live in worker/engine/selection.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from worker.engine.regions import (
+    SelectedRegion,
+    check_region_kind,
+    grid_cell_counts,
+    grid_shape,
+    region_boxes,
+    region_sums,
+    slic_regions,
+    stack_label_maps,
+)
+from worker.engine.selection import ImageRegions, PoolScores, check_budget, select_regions
+
+__all__ = ["METRICS", "ImageRegions", "PoolScores", "SelectedRegion", "acquire", "channel_argmax",
+           "check_metric", "class_balance_weights", "grid_scores", "grid_sums", "labeled_class_counts",
+           "pixel_uncertainty", "score_pool", "select_regions", "uncertainty_from_logits"]
+
+METRICS = ("random", "least_confidence", "entropy", "margin")
+IGNORE = 255
+
+
+def check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"unknown acquisition metric {metric!r}; expected one of {', '.join(METRICS)}")
+
+
+def pixel_uncertainty(probs: torch.Tensor, metric: str,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """`probs` `[B,K,H,W]` (softmax over K) -> `[B,H,W]`; higher = more worth labeling.
+
+    entropy: -sum p ln p (0 ln 0 = 0); least_confidence: 1 - p1; margin: 1 - (p1 - p2) with p1 >= p2 the
+    two largest probabilities; random: uniform [0, 1) from `generator` (same device as `probs`).
+    """
+    check_metric(metric)
+    if probs.dim() != 4:
+        raise ValueError(f"probs must be [B,K,H,W], got shape {tuple(probs.shape)}")
+    if metric == "random":
+        b, _, h, w = probs.shape
+        return torch.rand((b, h, w), generator=generator, device=probs.device, dtype=torch.float32)
+    p = probs.float()
+    if metric == "entropy":
+        return -torch.xlogy(p, p).sum(1)
+    if metric == "least_confidence":
+        return 1.0 - p.amax(1)
+    if p.shape[1] < 2:  # margin with one class: p1 = 1, p2 = 0
+        return torch.zeros_like(p[:, 0])
+    # Two max-reductions instead of topk (several times faster on CPU); a tie for the top gives p2 = p1.
+    p1 = p.amax(1, keepdim=True)
+    top = p == p1
+    p2 = p.masked_fill(top, -1.0).amax(1, keepdim=True)
+    p2 = torch.where(top.sum(1, keepdim=True) > 1, p1, p2)
+    return (1.0 - (p1 - p2)).squeeze(1)
+
+
+def uncertainty_from_logits(logits: torch.Tensor, metric: str,
+                            buffers: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`pixel_uncertainty(logits.softmax(1), metric)` for the model metrics, computed from the logits in
+    fewer passes (one exp, no log of K planes), and the per-pixel max logit (`[B,1,H,W]`, for
+    `channel_argmax`). `buffers`: a dict kept across batches to reuse the two K-plane work buffers
+    (on CPU, fresh multi-MB allocations each batch cost page faults comparable to the arithmetic).
+    With m the max logit, e_k = exp(l_k - m) and Z = sum e_k:
+    entropy = ln Z - sum e_k (l_k - m) / Z; least_confidence = 1 - 1/Z; margin = 1 - (1 - e_2) / Z.
+    """
+    check_metric(metric)
+    if metric == "random":
+        raise ValueError("random uncertainty does not come from logits")
+    lg = logits.float()
+    peak = lg.amax(1, keepdim=True)
+    shifted = torch.sub(lg, peak, out=_buffer(buffers, "shifted", lg))
+    exp = torch.exp(shifted, out=_buffer(buffers, "exp", lg))
+    z = exp.sum(1)
+    if metric == "entropy":  # in place: no third K-plane buffer
+        return z.log() - shifted.mul_(exp).sum(1) / z, peak
+    if metric == "least_confidence":
+        return 1.0 - 1.0 / z, peak
+    if lg.shape[1] < 2:
+        return torch.zeros_like(z), peak
+    top = shifted == 0
+    second = shifted.masked_fill(top, float("-inf")).amax(1)
+    second = torch.where(top.sum(1) > 1, torch.zeros_like(second), second)  # a tie for the top
+    return 1.0 - (1.0 - second.exp()) / z, peak
+
+
+def _buffer(buffers: dict | None, name: str, like: torch.Tensor) -> torch.Tensor:
+    if buffers is None:
+        return torch.empty_like(like)
+    buf = buffers.get(name)
+    if buf is None or buf.shape != like.shape or buf.device != like.device or buf.dtype != like.dtype:
+        buf = buffers[name] = torch.empty_like(like)
+    return buf
+
+
+def channel_argmax(x: torch.Tensor, peak: torch.Tensor | None = None) -> torch.Tensor:
+    """`x.argmax(1)` as uint8 for `[B,K,H,W]` (K <= 255), first index on ties; `peak` = x.amax(1, keepdim).
+
+    On CPU, torch's argmax over the channel dimension is slow (a strided reduction); K compares of
+    contiguous planes against the max, from the last class down, are several times faster.
+    """
+    if x.is_cuda or x.shape[1] > 64:
+        return x.argmax(1).to(torch.uint8)
+    peak = x.amax(1, keepdim=True) if peak is None else peak
+    index = torch.zeros((x.shape[0],) + x.shape[2:], dtype=torch.uint8, device=x.device)
+    for k in range(x.shape[1] - 1, -1, -1):  # the smallest tying class writes last
+        index.masked_fill_(x[:, k] == peak[:, 0], k)
+    return index
+
+
+def grid_sums(values: torch.Tensor, size: int) -> torch.Tensor:
+    """Sum of `[B,H,W]` values over each `size` cell -> `[B, ceil(H/size), ceil(W/size)]` (zero-padded)."""
+    b, h, w = values.shape
+    rows, cols = grid_shape(h, w, size)
+    padded = F.pad(values, (0, cols * size - w, 0, rows * size - h))
+    return padded.reshape(b, rows, size, cols, size).sum((2, 4))
+
+
+def grid_scores(uncertainty: torch.Tensor, size: int, labeled: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of `[B,H,W]` uncertainty over each grid cell's own pixels; labeled pixels count as 0.
+
+    Edge cells are smaller and divided by their own pixel count, so they are not penalised.
+    """
+    u = uncertainty.float()
+    if labeled is not None:
+        u = u.masked_fill(labeled.to(u.device).bool(), 0.0)
+    counts = torch.from_numpy(grid_cell_counts(u.shape[1], u.shape[2], size)).to(u.device, u.dtype)
+    return grid_sums(u, size) / counts
+
+
+def labeled_class_counts(labels: Iterable[np.ndarray], num_classes: int) -> np.ndarray:
+    """Labeled pixels per class over the pool (255 ignored)."""
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for lab in labels:
+        counts += np.bincount(np.asarray(lab).reshape(-1), minlength=256)[:num_classes]
+    return counts
+
+
+def class_balance_weights(class_counts: np.ndarray) -> np.ndarray:
+    """Per-class weight for class-balanced acquisition: `w_c = sqrt((1/K) / f_c)`.
+
+    `f_c = (n_c + 1) / (N + K)` is the add-one-smoothed share of labeled pixels of class c (N labeled
+    pixels, K classes). A class at the uniform share 1/K weighs 1, rarer classes more, common ones less;
+    the square root keeps an unseen class (n_c = 0) from swamping the uncertainty term. A region's
+    ranking score is its mean uncertainty times the mean of `w[predicted class]` over its unlabeled
+    pixels (see `score_pool`).
+    """
+    counts = np.asarray(class_counts, dtype=np.float64)
+    k = counts.size
+    freq = (counts + 1.0) / (counts.sum() + k)
+    return np.sqrt((1.0 / k) / freq)
+
+
+def _forward(model: torch.nn.Module, x: torch.Tensor, amp: bool) -> torch.Tensor:
+    with torch.autocast(device_type=x.device.type, dtype=torch.float16, enabled=amp and x.is_cuda):
+        out = model(x)
+    if isinstance(out, dict):  # torchvision-style segmentation models
+        out = out["out"]
+    if out.shape[-2:] != x.shape[-2:]:
+        out = F.interpolate(out.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return out.float()
+
+
+def _score_batch(model, images: list[np.ndarray], labels: list[np.ndarray | None], *, metric: str,
+                 region_kind: str, region_size: int, weights: torch.Tensor | None, device: torch.device,
+                 want_pred: bool, amp: bool, buffers: dict | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, list, list]:
+    """One batch of equal-size images -> (device `[3, R]` rows uncertainty/unlabeled/balance, argmax, ...)."""
+    b = len(images)
+    h, w = images[0].shape[:2]
+    lab = np.stack([np.full((h, w), IGNORE, np.uint8) if y is None else y for y in labels])
+    unlabeled = torch.from_numpy(lab).to(device, non_blocking=True) == IGNORE
+    unl = unlabeled.float()
+    pred = u = None
+    if model is not None and (metric != "random" or want_pred or weights is not None):
+        x = torch.from_numpy(np.stack(images)).to(device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        logits = _forward(model, x, amp)
+        peak = None
+        if metric != "random":
+            u, peak = uncertainty_from_logits(logits, metric, buffers)
+            u = u.mul_(unl)
+        if want_pred or weights is not None:
+            pred = channel_argmax(logits, peak)
+    u = torch.zeros_like(unl) if u is None else u
+    planes = [u, unl] if weights is None or pred is None else [u, unl, weights[pred.long()] * unl]
+    maps, counts = [], []
+    if region_kind == "grid":
+        p = len(planes)
+        stacked = grid_sums(torch.stack(planes, 1).reshape(b * p, h, w), region_size)
+        stacked = stacked.reshape(b, p, -1).permute(1, 0, 2).reshape(p, -1)
+        counts = [stacked.shape[1] // b] * b
+        pixels = torch.from_numpy(grid_cell_counts(h, w, region_size).reshape(-1)).to(device).repeat(b)
+    else:
+        maps = [slic_regions(im, region_size) for im in images]
+        ids, counts = stack_label_maps(maps)
+        ids_t = torch.from_numpy(ids).to(device).long()
+        n = sum(counts)
+        stacked = torch.stack([region_sums(v, ids_t, n) for v in planes])
+        pixels = region_sums(torch.ones_like(unl), ids_t, n)
+    # Rows: mean uncertainty over all pixels, unlabeled count, balance factor over unlabeled pixels.
+    balance = stacked[2] / stacked[1].clamp(min=1) if len(planes) == 3 else torch.ones_like(stacked[1])
+    out = torch.stack([stacked[0] / pixels, stacked[1], balance])
+    return out, (pred if want_pred else None), maps, counts
+
+
+def score_pool(model: torch.nn.Module | None, images: Iterable[np.ndarray], *,
+               labels: Iterable[np.ndarray | None] | None = None, metric: str = "entropy",
+               region_kind: str = "grid", region_size: int = 32, class_weights: np.ndarray | None = None,
+               batch_size: int = 8, device: str | torch.device = "cpu", return_predictions: bool = False,
+               seed: int = 0, amp: bool = False,
+               progress: Callable[[int, int], None] | None = None) -> PoolScores:
+    """Score every region of every pool image with `model` (the teacher) in eval + inference mode.
+
+    `images`: HxWx3 uint8 arrays (any iterable; sizes may differ: consecutive equal-size images are
+    batched together). `labels`: matching HxW uint8 (255 = unlabeled) or None for all-unlabeled.
+    The model takes `[B,3,H,W]` floats in [0, 1] and returns logits `[B,K,H,W]`.
+    `class_weights` `[K]` (see `class_balance_weights`) turns on class-balanced ranking.
+    `model=None` is allowed for `metric="random"` (cold start): no forward pass, no predictions.
+    Random scores are drawn per region (uniform, `seed`) and multiplied by the region's unlabeled
+    share: averaging per-pixel noise would favour small edge cells, whose means vary more.
+    """
+    check_metric(metric)
+    check_region_kind(region_kind, region_size)
+    if model is None and metric != "random":
+        raise ValueError(f"metric {metric!r} needs a model")
+    device = torch.device(device)
+    total = len(images) if isinstance(images, Sequence) else 0
+    weights = None if class_weights is None else torch.as_tensor(
+        np.asarray(class_weights), dtype=torch.float32, device=device)
+    rng = torch.Generator().manual_seed(seed)
+    regions: list[ImageRegions] = []
+    predictions: list[np.ndarray] | None = [] if return_predictions else None
+    buffers: dict = {}  # work buffers reused across batches
+    pending: list = []  # the previous batch, read back after the next one is queued (keeps a GPU busy)
+    start = time.perf_counter()
+
+    def finish() -> None:
+        if not pending:
+            return
+        out, pred, maps, counts, sizes = pending.pop()
+        out = out.cpu().numpy()
+        pred = None if pred is None else pred.cpu().numpy()
+        # Per-image arrays are views into the batch's rows: no copies, same memory as copies would take.
+        unc_all, unl_all, bal_all = out[0], out[1].astype(np.int32), out[2]
+        score_all = unc_all * bal_all
+        offset = 0
+        for i, ((h, w), n) in enumerate(zip(sizes, counts, strict=True)):
+            cut = slice(offset, offset + n)
+            offset += n
+            unc, score, unl = unc_all[cut], score_all[cut], unl_all[cut]
+            if metric == "random":
+                unc = (torch.rand(n, generator=rng).numpy() * unl / _pixels(maps, i, h, w, region_kind,
+                                                                          region_size)).astype(np.float32)
+                score = unc * bal_all[cut]
+            regions.append(ImageRegions(h, w, score, unc, unl, region_boxes(maps[i], n) if maps else None))
+            if predictions is not None:
+                predictions.append(pred[i] if pred is not None else np.full((h, w), IGNORE, np.uint8))
+        if progress is not None:
+            progress(len(regions), total)
+
+    def flush(batch_images: list, batch_labels: list) -> None:
+        out, pred, maps, counts = _score_batch(
+            model, batch_images, batch_labels, metric=metric, region_kind=region_kind,
+            region_size=region_size, weights=weights, device=device, want_pred=return_predictions, amp=amp,
+            buffers=buffers)
+        finish()
+        pending.append((out, pred, maps, counts, [im.shape[:2] for im in batch_images]))
+
+    was_training = model.training if model is not None else False
+    if model is not None:
+        model.eval()
+    try:
+        with torch.inference_mode():
+            batch_images: list[np.ndarray] = []
+            batch_labels: list[np.ndarray | None] = []
+            label_iter = iter(labels) if labels is not None else None
+            for image in images:
+                image = _check_image(image)
+                label = _check_label(_next_label(label_iter), image)
+                full = len(batch_images) == batch_size
+                if batch_images and (full or image.shape != batch_images[0].shape):
+                    flush(batch_images, batch_labels)
+                    batch_images, batch_labels = [], []
+                batch_images.append(image)
+                batch_labels.append(label)
+            if batch_images:
+                flush(batch_images, batch_labels)
+            finish()
+    finally:
+        if model is not None:
+            model.train(was_training)
+    return PoolScores(region_kind, region_size, metric, regions, predictions, time.perf_counter() - start)
+
+
+def acquire(model: torch.nn.Module | None, images: Sequence[np.ndarray], labels: Sequence[np.ndarray], *,
+            num_classes: int, metric: str = "entropy", region_kind: str = "grid", region_size: int = 32,
+            budget_regions: int | None = None, budget_fraction: float | None = None,
+            per_image: int | None = None, class_balance: bool = False, seed: int = 0, batch_size: int = 8,
+            device: str | torch.device = "cpu", return_predictions: bool = True, amp: bool = False,
+            progress: Callable[[int, int], None] | None = None,
+            ) -> tuple[list[SelectedRegion], PoolScores]:
+    """Score the pool and select the budget: what a cycle needs after training, in one call.
+
+    Arguments are checked before any model work. Class balance uses the labeled pixels of `labels`
+    (see `class_balance_weights`) and needs a model (it is ignored for a model-less random cold start).
+    Returns the selected regions (best first) and the pool scores (`.predictions` when asked for).
+    """
+    check_metric(metric)
+    check_region_kind(region_kind, region_size)
+    check_budget(budget_regions, budget_fraction, per_image)
+    if budget_regions is not None and budget_fraction is not None:
+        raise ValueError("give budget_regions or budget_fraction, not both")
+    weights = None
+    if class_balance and model is not None:
+        weights = class_balance_weights(labeled_class_counts(labels, num_classes))
+    pool = score_pool(model, images, labels=labels, metric=metric, region_kind=region_kind,
+                      region_size=region_size, class_weights=weights, batch_size=batch_size, device=device,
+                      return_predictions=return_predictions, seed=seed, amp=amp, progress=progress)
+    regions = select_regions(pool, budget_regions=budget_regions, budget_fraction=budget_fraction,
+                             per_image=per_image, images=images)
+    return regions, pool
+
+
+def _pixels(maps: list, i: int, h: int, w: int, kind: str, size: int) -> np.ndarray:
+    if kind == "grid":
+        return grid_cell_counts(h, w, size).reshape(-1)
+    return np.bincount(maps[i].reshape(-1))
+
+
+def _next_label(label_iter) -> np.ndarray | None:
+    if label_iter is None:
+        return None
+    try:
+        return next(label_iter)
+    except StopIteration:
+        raise ValueError("fewer labels than pool images") from None
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"pool images must be HxWx3 uint8, got shape {image.shape} dtype {image.dtype}")
+    return image
+
+
+def _check_label(label: np.ndarray | None, image: np.ndarray) -> np.ndarray | None:
+    if label is None:
+        return None
+    label = np.asarray(label)
+    if label.shape != image.shape[:2] or label.dtype != np.uint8:
+        raise ValueError(f"label must be HxW uint8 matching its image {image.shape[:2]}, "
+                         f"got shape {label.shape} dtype {label.dtype}")
+    return label

@@ -1,0 +1,121 @@
+"""Choosing regions from pool scores: a global top-B (default), or top-k per image (S4AL's code),
+with the budget given as a region count or as a share of the pool's pixels.
+
+Regions without an unlabeled pixel are never candidates. Ties in score break by (image, region id), so
+the selection is deterministic. A pixel-fraction budget is filled in score order with regions'
+*unlabeled* pixels (the pixels the annotator will add): regions are taken until the running total
+reaches `fraction x pool pixels`, so the last region may overshoot the target by less than one region.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from worker.engine.regions import SelectedRegion, grid_box, region_mask, slic_regions
+
+
+@dataclass
+class ImageRegions:
+    """Per-region numbers of one pool image (all arrays `[n_regions]`, ids as in worker.engine.regions)."""
+
+    height: int
+    width: int
+    scores: np.ndarray  # float32 ranking score: mean uncertainty (labeled = 0) x class-balance factor
+    uncertainty: np.ndarray  # float32 mean uncertainty, labeled pixels count as 0
+    unlabeled: np.ndarray  # int32 unlabeled pixels in the region; 0 = fully labeled, never selected
+    boxes: np.ndarray | None = None  # int32 [n, 4] (x, y, w, h) for superpixels; None for grid
+
+
+@dataclass
+class PoolScores:
+    region_kind: str
+    region_size: int
+    metric: str
+    images: list[ImageRegions]
+    predictions: list[np.ndarray] | None  # teacher argmax, HxW uint8, when asked for
+    seconds: float
+
+    @property
+    def total_pixels(self) -> int:
+        return sum(r.height * r.width for r in self.images)
+
+
+def check_budget(budget_regions: int | None = None, budget_fraction: float | None = None,
+                 per_image: int | None = None) -> None:
+    """Raise ValueError for a budget that cannot be used (checked before any training)."""
+    if budget_regions is None and budget_fraction is None and per_image is None:
+        raise ValueError("no acquisition budget: give budget_regions, budget_fraction or per_image")
+    if budget_regions is not None and (not isinstance(budget_regions, int) or budget_regions < 1):
+        raise ValueError(f"budget_regions must be a positive integer, got {budget_regions!r}")
+    if budget_fraction is not None and not 0.0 < float(budget_fraction) <= 1.0:
+        raise ValueError(f"budget_fraction must be in (0, 1], got {budget_fraction!r}")
+    if per_image is not None and (not isinstance(per_image, int) or per_image < 1):
+        raise ValueError(f"per_image must be a positive integer, got {per_image!r}")
+
+
+def rank_candidates(pool: PoolScores, per_image: int | None = None) -> np.ndarray:
+    """Candidate regions best first, as rows (image index, region id); top `per_image` each if given."""
+    images, ids, scores = [], [], []
+    for i, regions in enumerate(pool.images):
+        eligible = np.flatnonzero(regions.unlabeled > 0)
+        s = regions.scores[eligible]
+        if per_image is not None and eligible.size > per_image:
+            keep = np.lexsort((eligible, -s))[:per_image]  # stable: score desc, then region id
+            eligible, s = eligible[keep], s[keep]
+        images.append(np.full(eligible.size, i))
+        ids.append(eligible)
+        scores.append(s)
+    if not images:
+        return np.zeros((0, 2), dtype=np.int64)
+    images_a, ids_a, scores_a = np.concatenate(images), np.concatenate(ids), np.concatenate(scores)
+    order = np.lexsort((ids_a, images_a, -scores_a.astype(np.float64)))
+    return np.stack([images_a[order], ids_a[order]], 1).astype(np.int64)
+
+
+def select_regions(pool: PoolScores, *, budget_regions: int | None = None,
+                   budget_fraction: float | None = None, per_image: int | None = None,
+                   images: Sequence[np.ndarray] | Callable[[int], np.ndarray] | None = None,
+                   ) -> list[SelectedRegion]:
+    """Selected regions, best first.
+
+    - `per_image=k`: the k best regions of each image (then ordered globally by score);
+    - `budget_regions=B`: the B best (after the per-image cut when both are given);
+    - `budget_fraction=f`: best regions until their unlabeled pixels cover f of the pool's pixels.
+    `budget_regions` and `budget_fraction` are exclusive. For superpixels, `images` (the pool, or a
+    function index -> image) is needed to rebuild the selected regions' masks.
+    """
+    check_budget(budget_regions, budget_fraction, per_image)
+    if budget_regions is not None and budget_fraction is not None:
+        raise ValueError("give budget_regions or budget_fraction, not both")
+    ranked = rank_candidates(pool, per_image)
+    if budget_regions is not None:
+        ranked = ranked[:budget_regions]
+    elif budget_fraction is not None:
+        unlabeled = np.array([pool.images[i].unlabeled[r] for i, r in ranked], dtype=np.int64)
+        target = budget_fraction * pool.total_pixels
+        before = np.concatenate([[0], np.cumsum(unlabeled)[:-1]])
+        ranked = ranked[before < target]
+    return _materialise(pool, ranked, images)
+
+
+def _materialise(pool: PoolScores, ranked: np.ndarray, images) -> list[SelectedRegion]:
+    if pool.region_kind == "superpixel" and len(ranked) and images is None:
+        raise ValueError("superpixel selection needs the pool images to rebuild region masks")
+    get = images if callable(images) else (lambda i: images[i])
+    maps: dict[int, np.ndarray] = {}
+    out = []
+    for i, r in ranked.tolist():
+        regions = pool.images[i]
+        score = float(regions.scores[r])
+        if pool.region_kind == "grid":
+            x, y, w, h = grid_box(r, regions.height, regions.width, pool.region_size)
+            out.append(SelectedRegion(i, x, y, w, h, -1, score, None))
+            continue
+        if i not in maps:  # SLIC is deterministic: the same map as at scoring time
+            maps[i] = slic_regions(np.asarray(get(i)), pool.region_size)
+        x, y, w, h = (int(v) for v in regions.boxes[r])
+        out.append(SelectedRegion(i, x, y, w, h, r, score, region_mask(maps[i], r, (x, y, w, h))))
+    return out
