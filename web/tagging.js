@@ -35,15 +35,18 @@ function refreshPalette() {
 }
 
 async function showImage(image, uncertainty) {
-  const blob = await (await apiFetch(`/api/images/${image.id}/file`)).blob();
+  // Fetch everything first so that the image, caption and toggles change together: a toggle clicked
+  // while the current tags load would otherwise be overwritten.
+  const [blob, current] = await Promise.all([
+    apiFetch(`/api/images/${image.id}/file`).then((response) => response.blob()),
+    api(`/api/images/${image.id}/tags`),
+  ]);
   const img = $("image");
   if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
   img.src = URL.createObjectURL(blob);
   const u = uncertainty === null ? "not scored yet" : `classifier uncertainty ${uncertainty.toFixed(3)}`;
   $("caption").textContent = `${image.stem} · ${image.width}×${image.height} · ${u}`;
-  // An image tagged before starts from its current tags.
-  const current = await api(`/api/images/${image.id}/tags`);
-  state.pressed = new Set(current.latest ? current.latest.class_ids : []);
+  state.pressed = new Set(current.latest ? current.latest.class_ids : []);  // re-tagging starts from these
   refreshPalette();
 }
 

@@ -75,6 +75,7 @@ def test_retagging_starts_from_the_current_tags_and_all_done(live_url, settings,
     page.goto(f"{live_url}/tag/{project_id}")  # by id as well as by name
     enter_token(page, annotator)
     expect(page.locator("#caption")).to_contain_text("c · ")
+    expect(page.locator("#progress")).to_have_text("2 tagged · 1 to go")  # the page takes keys from here
     page.keyboard.press("Enter")  # an image may contain none of the classes
     expect(page.locator("#done")).to_be_visible()
     expect(page.locator("#progress")).to_have_text("3 tagged · 0 to go")
