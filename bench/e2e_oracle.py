@@ -59,10 +59,10 @@ def main() -> None:
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--cycles", type=int, default=3)
-    ap.add_argument("--iterations", type=int, default=200)
+    ap.add_argument("--iterations", type=int, default=1500, help="As `s4al simulate`'s default.")
     ap.add_argument("--budget-fraction", type=float, default=0.02, help="Per cycle (and the cold start).")
     ap.add_argument("--region-size", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--lr", type=float, default=None, help="Default: the model's own, as simulate.")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     dataset = args.dataset.resolve()
@@ -86,8 +86,10 @@ def main() -> None:
         api.token = (data / "admin-token").read_text().strip()
         budget = math.ceil(args.budget_fraction * train_pixels(dataset) / args.region_size ** 2)
         training = {"model": "unet_small", "iterations": args.iterations, "batch_size": 8,
-                    "unlabeled_batch_size": 8, "lr": args.lr, "mix": "classmix", "replay_size": 0,
+                    "unlabeled_batch_size": 8, "mix": "classmix", "replay_size": 0,
                     "acquisition": "entropy", "budget": budget, "seed": args.seed}
+        if args.lr is not None:
+            training["lr"] = args.lr
         classes = json.loads((dataset / "classes.json").read_text())
         project = api("POST", "/api/projects", {"name": "e2e-oracle", "classes": classes,
                                                 "region": {"kind": "grid", "size": args.region_size},

@@ -50,7 +50,8 @@ class TrainingSettings(BaseModel):
     iterations: int = Field(2000, ge=1, le=1_000_000)
     batch_size: int = Field(8, ge=1, le=512, description="Labeled images per step.")
     unlabeled_batch_size: int = Field(8, ge=0, le=512, description="Unlabeled images per step.")
-    lr: float = Field(1e-2, gt=0, le=10)
+    lr: float | None = Field(None, gt=0, le=10, description="None: the model's own default (unet_small 0.1, "
+                             "deeplabv3plus_mobilenetv2 0.01 as published for S4AL).")
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
     weight_decay: float = Field(5e-4, ge=0, le=1)

@@ -10,7 +10,7 @@ def test_create_read_list_with_design_defaults(client, admin, annotator):
     assert p["region"] == {"kind": "grid", "size": 30}
     t = p["training"]
     assert (t["lr"], t["momentum"], t["nesterov"], t["weight_decay"], t["poly_power"]) == (
-        1e-2, 0.9, True, 5e-4, 0.9)
+        None, 0.9, True, 5e-4, 0.9)  # lr None: the model's own default
     assert (t["warmup_fraction"], t["ema"], t["tau"], t["mix"], t["acquisition"]) == (
         0.1, 0.99, 0.97, "classmix", "entropy")
     assert (t["budget_per_image"], t["budget"], t["model"], t["init"]) == (
