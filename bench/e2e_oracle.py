@@ -2,7 +2,7 @@
 a project imported with its ground truth as oracle, then cycles over HTTP with the oracle labeling
 every queued region between them. The same loop as `s4al simulate`'s s4al arm, through the service.
 
-    .venv/bin/python bench/e2e_oracle.py DATASET --out DIR [--cycles 3] [--iterations 200] ...
+    .venv/bin/python bench/e2e_oracle.py DATASET --out DIR [--cycles 3] [--iterations 1500] ...
 
 Cycle 0 is the cold start (random regions = the simulation's initial labels); rows 1..N are the
 training cycles: the labeled share each trained on and the validation mIoU it reached. Prints a table
@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--cycles", type=int, default=3)
-    ap.add_argument("--iterations", type=int, default=1500, help="As `s4al simulate`'s default.")
+    ap.add_argument("--iterations", type=int, default=1500, help="Per training cycle.")
     ap.add_argument("--budget-fraction", type=float, default=0.02, help="Per cycle (and the cold start).")
     ap.add_argument("--region-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=None, help="Default: the model's own, as simulate.")

@@ -24,7 +24,7 @@ def simulate(
     mix: Annotated[str, Opt(help="classmix | balanced_classmix | cutmix | cowmix | cowout | none.")] =
         "classmix",
     model: Annotated[str, Opt(help="unet_small | deeplabv3plus_mobilenetv2.")] = "unet_small",
-    iterations: Annotated[int, Opt(help="Training iterations per cycle (N; full also runs 2N).")] = 1500,
+    iterations: Annotated[int, Opt(help="Training iterations per cycle (N; full also runs 2N).")] = 6000,
     compare: Annotated[str, Opt(help="Other arms, comma-separated: random,supervised,full.")] =
         "random,supervised,full",
     region_size: Annotated[int, Opt(help="Grid cell side in pixels.")] = 8,
