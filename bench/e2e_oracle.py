@@ -86,10 +86,8 @@ def main() -> None:
         api.token = (data / "admin-token").read_text().strip()
         budget = math.ceil(args.budget_fraction * train_pixels(dataset) / args.region_size ** 2)
         training = {"model": "unet_small", "iterations": args.iterations, "batch_size": 8,
-                    "unlabeled_batch_size": 8, "mix": "classmix", "replay_size": 0,
+                    "unlabeled_batch_size": 8, "lr": args.lr, "mix": "classmix", "replay_size": 0,
                     "acquisition": "entropy", "budget": budget, "seed": args.seed}
-        if args.lr is not None:
-            training["lr"] = args.lr
         classes = json.loads((dataset / "classes.json").read_text())
         project = api("POST", "/api/projects", {"name": "e2e-oracle", "classes": classes,
                                                 "region": {"kind": "grid", "size": args.region_size},
