@@ -114,3 +114,13 @@ def test_dockerfile_copies_paths_that_exist_and_pins_the_torch_of_the_project():
 @pytest.mark.parametrize("program", ["celery", "alembic", "uvicorn"])
 def test_the_programs_the_commands_run_are_installed(program):
     assert shutil.which(program, path=str(Path(sys.executable).parent))
+
+
+def test_api_serves_with_nagle_off_on_the_workers_it_runs():
+    api = SERVICES["api"]
+    script = _words(api["command"])[-1]
+    protocol = re.search(r"--http (\S+):(\S+)", script)
+    assert getattr(importlib.import_module(protocol.group(1)), protocol.group(2))
+    assert f'"--http", "{protocol.group(1)}:{protocol.group(2)}"' in DOCKERFILE
+    assert api["environment"]["WEB_CONCURRENCY"].startswith("${API_WORKERS:-")  # uvicorn's --workers
+    assert api["environment"]["S4AL_DATABASE_URL"].startswith("postgresql")  # no embedded migration race
