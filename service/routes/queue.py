@@ -23,7 +23,7 @@ from service.schemas.queue import (
 router = APIRouter(prefix="/api/projects", tags=["queue"])
 
 
-def _now(request: Request) -> datetime:
+async def _now(request: Request) -> datetime:  # async: no I/O, so no hop to the thread pool
     return request_now(request)
 
 
