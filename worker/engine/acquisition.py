@@ -82,7 +82,9 @@ def uncertainty_from_logits(logits: torch.Tensor, metric: str,
     check_metric(metric)
     if metric == "random":
         raise ValueError("random uncertainty does not come from logits")
-    lg = logits.float()
+    # Convolutions on CPU hand back channels-last logits, on which these K-plane passes run ~2x slower
+    # than on one contiguous copy (measured on unet_small's output: the copy pays for itself).
+    lg = logits.float().contiguous()
     peak = lg.amax(1, keepdim=True)
     shifted = torch.sub(lg, peak, out=_buffer(buffers, "shifted", lg))
     exp = torch.exp(shifted, out=_buffer(buffers, "exp", lg))
@@ -111,10 +113,11 @@ def _buffer(buffers: dict | None, name: str, like: torch.Tensor) -> torch.Tensor
 def channel_argmax(x: torch.Tensor, peak: torch.Tensor | None = None) -> torch.Tensor:
     """`x.argmax(1)` as uint8 for `[B,K,H,W]` (K <= 255), first index on ties; `peak` = x.amax(1, keepdim).
 
-    On CPU, torch's argmax over the channel dimension is slow (a strided reduction); K compares of
-    contiguous planes against the max, from the last class down, are several times faster.
+    On CPU, torch's argmax over the channel dimension of a contiguous tensor is slow (a strided
+    reduction); K compares of contiguous planes against the max, from the last class down, are several
+    times faster. On channels-last memory the channel is the contiguous dimension and argmax is fastest.
     """
-    if x.is_cuda or x.shape[1] > 64:
+    if x.is_cuda or x.shape[1] > 64 or (x.shape[1] > 1 and x.stride(1) == 1):
         return x.argmax(1).to(torch.uint8)
     peak = x.amax(1, keepdim=True) if peak is None else peak
     index = torch.zeros((x.shape[0],) + x.shape[2:], dtype=torch.uint8, device=x.device)
@@ -196,7 +199,7 @@ def _score_batch(model, images: list[np.ndarray], labels: list[np.ndarray | None
             u, peak = uncertainty_from_logits(logits, metric, buffers)
             u = u.mul_(unl)
         if want_pred or weights is not None:
-            pred = channel_argmax(logits, peak)
+            pred = channel_argmax(logits, peak if logits.is_contiguous() else None)
     u = torch.zeros_like(unl) if u is None else u
     planes = [u, unl] if weights is None or pred is None else [u, unl, weights[pred.long()] * unl]
     maps, counts = [], []

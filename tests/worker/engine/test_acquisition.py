@@ -48,6 +48,8 @@ def test_channel_argmax_equals_argmax_with_first_index_on_ties():
     assert channel_argmax(x).dtype == torch.uint8 and channel_argmax(x)[0, 0, 0] == 0
     np.testing.assert_array_equal(channel_argmax(x).long(), expected)
     np.testing.assert_array_equal(channel_argmax(x, x.amax(1, keepdim=True)).long(), expected)
+    last = x.contiguous(memory_format=torch.channels_last)  # what CPU convolutions hand back
+    np.testing.assert_array_equal(channel_argmax(last).long(), expected)
 
 
 @pytest.mark.parametrize("metric", ["entropy", "least_confidence", "margin"])
@@ -55,9 +57,10 @@ def test_uncertainty_from_logits_equals_softmax_route(metric):
     logits = torch.randn(2, 6, 5, 7, generator=torch.Generator().manual_seed(0)) * 4
     logits[0, :, 0, 0] = torch.tensor([2.0, 2.0, 0.0, -1.0, 0.0, 0.0])  # a tie for the top
     logits[1, :, 0, 0] = torch.tensor([90.0, -50.0, 0.0, 0.0, 0.0, 0.0])  # saturated
-    u, peak = uncertainty_from_logits(logits, metric)
-    np.testing.assert_allclose(u, pixel_uncertainty(logits.softmax(1), metric), atol=1e-5)
-    torch.testing.assert_close(peak, logits.amax(1, keepdim=True))
+    for layout in (torch.contiguous_format, torch.channels_last):
+        u, peak = uncertainty_from_logits(logits.contiguous(memory_format=layout), metric)
+        np.testing.assert_allclose(u, pixel_uncertainty(logits.softmax(1), metric), atol=1e-5)
+        torch.testing.assert_close(peak, logits.amax(1, keepdim=True))
 
 
 def test_random_is_uniform_seeded_and_shaped():
