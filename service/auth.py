@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from service.db import get_session
@@ -15,6 +15,7 @@ from service.models import Token, utcnow
 
 ROLES = ("admin", "annotator")
 _bearer = HTTPBearer(auto_error=False)
+_BY_HASH = select(Token).where(Token.token_hash == bindparam("h"))  # built once: every request runs it
 
 
 def hash_token(token: str) -> str:
@@ -38,7 +39,7 @@ def current_token(
     if creds is None or creds.scheme.lower() != "bearer":
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
-    token = session.scalar(select(Token).where(Token.token_hash == hash_token(creds.credentials)))
+    token = session.scalar(_BY_HASH, {"h": hash_token(creds.credentials)})
     if token is None or token.revoked:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked token",
                             headers={"WWW-Authenticate": "Bearer"})

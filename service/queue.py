@@ -31,8 +31,22 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import Integer, String, and_, func, insert, literal, null, or_, select, text, update
+from sqlalchemy import (
+    Integer,
+    String,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session, aliased
 
 from service.models import Annotation, Image, Lease, Project, Region, Token, UTCDateTime, utcnow
@@ -163,62 +177,89 @@ def sweep_expired(session: Session, now: datetime | None = None) -> int:
         return return_expired(session, now or utcnow())
 
 
+@cache
+def _live_leases_statement():
+    """Leased regions of a project that are expired or held by the token, with their leases' start."""
+    return (select(Region, Lease.created_at).join(Lease, Lease.id == Region.lease_id)
+            .where(Region.project_id == bindparam("p_project"), Region.status == "leased",
+                   or_(Region.lease_expires_at <= bindparam("p_now"),
+                       Region.lease_token_id == bindparam("p_token")))
+            .with_for_update(skip_locked=True, of=Region)
+            .execution_options(populate_existing=True))
+
+
 def _live_leases(session: Session, project_id: int, token_id: int, now: datetime) -> list[Region]:
     """Return the project's expired leases to the queue; the token's live leases, oldest first.
 
     One read serves both (the hot path of every lease call): leased regions of the project that are
     expired or held by this token, locked with SKIP LOCKED so concurrent sweepers never wait.
     """
-    rows = session.execute(
-        select(Region, Lease.created_at).join(Lease, Lease.id == Region.lease_id)
-        .where(Region.project_id == project_id, Region.status == "leased",
-               or_(Region.lease_expires_at <= now, Region.lease_token_id == token_id))
-        .with_for_update(skip_locked=True, of=Region)
-        .execution_options(populate_existing=True)).all()
+    rows = session.execute(_live_leases_statement(),
+                           {"p_project": project_id, "p_now": now, "p_token": token_id}).all()
     _requeue(session, [(r.id, r.lease_id) for r, _ in rows if r.lease_expires_at <= now], now)
     live = sorted(((created, r.id, r) for r, created in rows if r.lease_expires_at > now),
                   key=lambda t: t[:2])
     return [r for _, _, r in live]
 
 
-def _best_queued(project_id: int, token_id: int):
-    """The id of the project's best queued region that this token did not skip, row-locked."""
+def _claim_update():
+    """UPDATE of the project's best queued region that the token did not skip, row-locked.
+
+    The candidate scan is uncorrelated, so it runs once per claim; the skip exclusion is a hashed
+    subplan, not a per-row lookup.
+    """
     cand = _CANDIDATE
-    # Uncorrelated, so it runs once per claim (a hashed subplan), not once per candidate row.
-    skipped_by_me = select(Lease.region_id).where(Lease.token_id == token_id, Lease.state == "skipped")
-    return (select(cand.id)
-            .where(cand.project_id == project_id, cand.status == "queued", cand.id.not_in(skipped_by_me))
+    skipped_by_me = select(Lease.region_id).where(Lease.token_id == bindparam("p_token"),
+                                                  Lease.state == "skipped")
+    best = (select(cand.id)
+            .where(cand.project_id == bindparam("p_project"), cand.status == "queued",
+                   cand.id.not_in(skipped_by_me))
             .order_by(cand.score.desc(), cand.id.desc())  # = one backward scan of ix_region_queue
             .limit(1)
             .with_for_update(skip_locked=True)
             .correlate(None)
             .scalar_subquery())
+    return (update(Region).where(Region.id == best, Region.status == "queued")
+            .values(status="leased", lease_id=bindparam("p_lease", type_=String()),
+                    lease_token_id=bindparam("p_token", type_=Integer()),
+                    lease_expires_at=bindparam("p_expires", type_=UTCDateTime())))
+
+
+# The statements of the hot path are built once: building them costs more Python time (~3 ms a claim)
+# than running them; the values travel as bound parameters.
+@cache
+def _claim_statement(dialect: str):
+    claim = _claim_update()
+    if dialect != "postgresql":
+        return claim.returning(Region)
+    # One round trip: claim, insert the Lease row, and read the region with its image.
+    claimed = claim.returning(*Region.__table__.c).cte("claimed")
+    lease_row = insert(Lease).from_select(
+        ["id", "region_id", "token_id", "state", "created_at", "expires_at"],
+        select(bindparam("p_lease", type_=String()), claimed.c.id, bindparam("p_token", type_=Integer()),
+               literal("active", String()), bindparam("p_now", type_=UTCDateTime()),
+               bindparam("p_expires", type_=UTCDateTime())),
+    ).cte("lease_row")
+    region = aliased(Region, claimed)
+    return select(region, Image).join(Image, Image.id == region.image_id).add_cte(lease_row)
 
 
 def _claim(session: Session, project_id: int, token_id: int, lease_id: str, now: datetime,
            expires: datetime) -> Region | None:
     """Claim the best region and record its Lease row; the region's Image is loaded alongside."""
-    claim = (update(Region)
-             .where(Region.id == _best_queued(project_id, token_id), Region.status == "queued")
-             .values(status="leased", lease_id=lease_id, lease_token_id=token_id, lease_expires_at=expires))
+    dialect = session.get_bind().dialect.name
+    params = {"p_project": project_id, "p_token": token_id, "p_lease": lease_id, "p_now": now,
+              "p_expires": expires}
     opts = {"synchronize_session": False, "populate_existing": True}
-    if session.get_bind().dialect.name == "postgresql":
-        # One round trip: claim, insert the Lease row, and read the region with its image.
-        claimed = claim.returning(*Region.__table__.c).cte("claimed")
-        lease_row = insert(Lease).from_select(
-            ["id", "region_id", "token_id", "state", "created_at", "expires_at"],
-            select(literal(lease_id, String()), claimed.c.id, literal(token_id, Integer()),
-                   literal("active", String()), literal(now, UTCDateTime()), literal(expires, UTCDateTime())),
-        ).cte("lease_row")
-        region = aliased(Region, claimed)
-        stmt = select(region, Image).join(Image, Image.id == region.image_id).add_cte(lease_row)
-        row = session.execute(stmt, execution_options=opts).first()
+    result = session.execute(_claim_statement(dialect), params, execution_options=opts)
+    if dialect == "postgresql":
+        row = result.first()
         if row is None:
             return None
         # The identity map holds objects weakly: keep the image alive for the caller's response.
         row[0].loaded_image = row[1]
         return row[0]
-    region = session.execute(claim.returning(Region), execution_options=opts).scalars().first()
+    region = result.scalars().first()
     if region is not None:
         session.add(Lease(id=lease_id, region_id=region.id, token_id=token_id, state="active",
                           created_at=now, expires_at=expires))
@@ -256,22 +297,41 @@ def _check_owner(lease: Lease | None, lease_id: str, token_id: int) -> None:
         raise LeaseForbidden("this lease belongs to another annotator")
 
 
-def _with_replay(q, token_id: int, key: str | None):
-    """Add the annotation this token already stored under Idempotency-Key `key` (or NULL) to a query."""
-    if key is None:
+def _with_replay(q, with_key: bool):
+    """Add the annotation this token already stored under the Idempotency-Key (or NULL) to a query."""
+    if not with_key:
         return q.add_columns(null())
     return q.add_columns(Annotation).outerjoin(
-        Annotation, and_(Annotation.token_id == token_id, Annotation.idempotency_key == key))
+        Annotation, and_(Annotation.token_id == bindparam("p_token"),
+                         Annotation.idempotency_key == bindparam("p_key")))
+
+
+@cache
+def _lease_context_statement(with_key: bool):
+    q = (select(Lease, Region, Image, Project)
+         .join(Region, Region.id == Lease.region_id).join(Image, Image.id == Region.image_id)
+         .join(Project, Project.id == Region.project_id).where(Lease.id == bindparam("p_lease")))
+    return _with_replay(q, with_key)
+
+
+@cache
+def _lock_lease_statement(with_key: bool):
+    q = (select(Lease, Region).join(Region, Region.id == Lease.region_id)
+         .where(Lease.id == bindparam("p_lease")))
+    return (_with_replay(q, with_key).with_for_update(of=[Lease.__table__, Region.__table__])
+            .execution_options(populate_existing=True))
+
+
+def _lease_params(lease_id: str, token_id: int, key: str | None) -> dict:
+    return {"p_lease": lease_id, "p_token": token_id, "p_key": key}
 
 
 def lease_context(session: Session, lease_id: str, token_id: int, key: str | None = None,
                   ) -> tuple[Lease, Region, Image, Project, Annotation | None]:
     """The caller's lease with its region, image, project and the annotation already stored under
     `key`, in one read (404 / 403)."""
-    q = (select(Lease, Region, Image, Project)
-         .join(Region, Region.id == Lease.region_id).join(Image, Image.id == Region.image_id)
-         .join(Project, Project.id == Region.project_id).where(Lease.id == lease_id))
-    row = session.execute(_with_replay(q, token_id, key)).first()
+    row = session.execute(_lease_context_statement(key is not None),
+                          _lease_params(lease_id, token_id, key)).first()
     _check_owner(row[0] if row else None, lease_id, token_id)
     return tuple(row)
 
@@ -280,9 +340,8 @@ def lock_lease(session: Session, lease_id: str, token_id: int, key: str | None =
                ) -> tuple[Lease, Region, Annotation | None]:
     """Inside a write_tx: the caller's lease and its region, row-locked and re-read (404 / 403), with
     the annotation already stored under `key` (read after the lock, so a concurrent retry is seen)."""
-    q = select(Lease, Region).join(Region, Region.id == Lease.region_id).where(Lease.id == lease_id)
-    q = _with_replay(q, token_id, key).with_for_update(of=[Lease.__table__, Region.__table__])
-    row = session.execute(q.execution_options(populate_existing=True)).first()
+    row = session.execute(_lock_lease_statement(key is not None),
+                          _lease_params(lease_id, token_id, key)).first()
     _check_owner(row[0] if row else None, lease_id, token_id)
     return tuple(row)
 
