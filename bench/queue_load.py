@@ -3,11 +3,14 @@
     .venv/bin/python bench/queue_load.py --annotators 50 --regions 100000 --duration 30
 
 Creates a fresh PostgreSQL schema (migrated to head), bulk-inserts the regions (one INSERT … SELECT
-generate_series), starts uvicorn with the real app on a free port, then runs the annotators as asyncio
-tasks with httpx: each leases, optionally "thinks", and submits a 32×32 mask with an Idempotency-Key,
-until the time is up. Prints lease/submit latency percentiles and throughput, and checks the database
-afterwards: double leases (a region handed out twice) and lost submissions (a 2xx whose annotation or
-file is missing) must both be zero. Writes everything as JSON (--out).
+generate_series), starts uvicorn with the real app on a free port (the deployment's command), then runs
+the annotators as asyncio tasks: each leases, optionally "thinks", and submits a 32×32 mask with an
+Idempotency-Key, until the time is up. The client is aiohttp, one keep-alive connection per annotator:
+httpx's async client spends ~2 ms more per request in the client itself, which on a shared 2-core
+machine is latency and CPU taken from the server being measured. Prints lease/submit latency
+percentiles and throughput, and checks the database afterwards: double leases (a region handed out
+twice) and lost submissions (a 2xx whose annotation or file is missing) must both be zero. Writes
+everything as JSON (--out).
 
 Image rows point at no file: leasing and submitting never read image pixels (crops are not measured).
 """
@@ -28,6 +31,7 @@ import time
 import uuid
 from pathlib import Path
 
+import aiohttp
 import httpx
 import numpy as np
 from PIL import Image as PILImage
@@ -161,36 +165,43 @@ class Run:
         self.unfinished = 0  # leases still being "painted" when the time was up
 
 
-async def post(client: httpx.AsyncClient, run: "Run", url: str, **kw) -> httpx.Response:
-    """POST, retried on a dropped connection: a lease retry gets the same live lease back, a submit
-    retry carries the same Idempotency-Key, so neither can double anything."""
+async def post(client: aiohttp.ClientSession, run: "Run", url: str, headers: dict,
+               mask: bytes | None = None) -> tuple[int, bytes]:
+    """POST (with the mask as multipart when given), retried on a dropped connection: a lease retry
+    gets the same live lease back, a submit retry carries the same Idempotency-Key, so neither can
+    double anything. Returns (status, body)."""
     for attempt in range(3):
+        data = None
+        if mask is not None:
+            data = aiohttp.FormData()
+            data.add_field("mask", mask, filename="m.png", content_type="image/png")
         try:
-            return await client.post(url, **kw)
-        except httpx.TransportError:
+            async with client.post(url, headers=headers, data=data) as r:
+                return r.status, await r.read()
+        except aiohttp.ClientConnectionError:
             if attempt == 2:
                 raise
             run.retries += 1
     raise AssertionError("unreachable")
 
 
-async def annotator(client: httpx.AsyncClient, base: str, pid: int, token: str, run: "Run", deadline: float,
-                    think: float, ramp: float, mask: bytes) -> None:
+async def annotator(client: aiohttp.ClientSession, base: str, pid: int, token: str, run: "Run",
+                    deadline: float, think: float, ramp: float, mask: bytes) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     rng = random.Random(token)
     await asyncio.sleep(rng.uniform(0, ramp))  # annotators do not all start in the same millisecond
     while time.perf_counter() < deadline:
         t0 = time.perf_counter()
-        r = await post(client, run, f"{base}/api/projects/{pid}/queue/lease", headers=headers)
+        status, body = await post(client, run, f"{base}/api/projects/{pid}/queue/lease", headers)
         run.lease_ms.append(1000 * (time.perf_counter() - t0))
-        if r.status_code == 204:
+        if status == 204:
             run.empty += 1
             return
-        if r.status_code != 200:
-            run.errors.append(f"lease {r.status_code} {r.text[:200]}")
+        if status != 200:
+            run.errors.append(f"lease {status} {body[:200]!r}")
             return
-        body = r.json()
-        rid = body["region"]["id"]
+        lease = json.loads(body)
+        rid = lease["region"]["id"]
         run.leased[rid] = run.leased.get(rid, 0) + 1
         if think:  # painting; one still painting at the end stops there (else all would submit at once)
             pause = rng.expovariate(1 / think)
@@ -199,14 +210,13 @@ async def annotator(client: httpx.AsyncClient, base: str, pid: int, token: str, 
                 return
             await asyncio.sleep(pause)
         t0 = time.perf_counter()
-        r = await post(client, run, f"{base}/api/leases/{body['lease_id']}/annotation",
-                       files={"mask": ("m.png", mask)},
-                       headers=headers | {"Idempotency-Key": uuid.uuid4().hex})
+        status, body = await post(client, run, f"{base}/api/leases/{lease['lease_id']}/annotation",
+                                  headers | {"Idempotency-Key": uuid.uuid4().hex}, mask)
         run.submit_ms.append(1000 * (time.perf_counter() - t0))
-        if r.status_code != 201:
-            run.errors.append(f"submit {r.status_code} {r.text[:200]}")
+        if status != 201:
+            run.errors.append(f"submit {status} {body[:200]!r}")
             return
-        run.acked[r.json()["id"]] = rid
+        run.acked[json.loads(body)["id"]] = rid
 
 
 def pct(values: list[float], q: float) -> float:
@@ -229,20 +239,24 @@ def verify(url: str, data_dir: Path, run: Run) -> dict:
 
 
 async def drive(base: str, pid: int, tokens: list[str], duration: float, think: float,
-                ramp: float) -> tuple[Run, float]:
+                ramp: float) -> tuple[Run, float, float]:
+    """Run the annotators; (run, seconds, CPU seconds this client process spent meanwhile)."""
     run, mask = Run(), mask_png()
-    # Idle connections are dropped by the client (30 s) before the server would (75 s).
-    limits = httpx.Limits(max_connections=len(tokens), max_keepalive_connections=len(tokens),
-                          keepalive_expiry=30)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+    # One keep-alive connection per annotator, as one browser tab each; idle ones are kept 30 s, less
+    # than the server's 75 s, so the client never reuses a connection the server is closing.
+    connector = aiohttp.TCPConnector(limit=len(tokens), keepalive_timeout=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as client:
         # Warm every worker's connection pool, as a running service would be.
-        await asyncio.gather(*(client.get(f"{base}/api/me", headers={"Authorization": f"Bearer {t}"})
-                               for t in tokens))
-        t0 = time.perf_counter()
+        async def warm(token: str) -> None:
+            async with client.get(f"{base}/api/me", headers={"Authorization": f"Bearer {token}"}) as r:
+                await r.read()
+
+        await asyncio.gather(*(warm(t) for t in tokens))
+        t0, cpu0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(annotator(client, base, pid, t, run, t0 + duration, think, ramp, mask)
                                for t in tokens))
-        elapsed = time.perf_counter() - t0
-    return run, elapsed
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return run, elapsed, cpu
 
 
 def main() -> None:
@@ -274,8 +288,8 @@ def main() -> None:
         port = free_port()
         server = start_server(url, args.data_dir, port, args.workers)
         ramp = args.think if args.ramp is None else args.ramp
-        run, elapsed = asyncio.run(drive(f"http://127.0.0.1:{port}", pid, tokens, args.duration, args.think,
-                                         ramp))
+        run, elapsed, client_cpu = asyncio.run(drive(f"http://127.0.0.1:{port}", pid, tokens, args.duration,
+                                                     args.think, ramp))
         stop_server(server)
         server = None
         checks = verify(url, args.data_dir, run)
@@ -289,10 +303,12 @@ def main() -> None:
         admin.dispose()
 
     result = {
-        "annotators": args.annotators, "regions": args.regions, "duration_s": round(elapsed, 2),
+        "schema": schema, "kept": args.keep, "annotators": args.annotators, "regions": args.regions,
+        "duration_s": round(elapsed, 2),
         "think_s": args.think, "ramp_s": args.ramp if args.ramp is not None else args.think,
         "workers": args.workers, "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
-        "python": platform.python_version(), "machine_now": machine,
+        "python": platform.python_version(), "machine_now": machine, "client": "aiohttp",
+        "client_cpu_s": round(client_cpu, 2),
         "leases": len(run.lease_ms), "submits": len(run.acked), "retries": run.retries,
         "unfinished_at_end": run.unfinished,
         "errors": run.errors[:20],
@@ -309,7 +325,8 @@ def main() -> None:
     lm, sm = result["lease_ms"], result["submit_ms"]
     print(f"\n{args.annotators} annotators, {args.regions} queued regions, {elapsed:.1f} s, "
           f"think {args.think} s, {args.workers} uvicorn workers, "
-          f"load avg {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+          f"load avg {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; the aiohttp client itself used "
+          f"{client_cpu:.1f} CPU s ({100 * client_cpu / elapsed:.0f}% of one core)")
     print(f"machine now: SELECT 1 round trip p50 {machine['select1_ms_p50']:.2f} ms, "
           f"p99 {machine['select1_ms_p99']:.2f} ms; sum(range(1000)) {machine['python_sum1000_us']:.1f} µs")
     print(f"{'':8} {'n':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'per s':>8}")
