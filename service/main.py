@@ -1,5 +1,6 @@
 """The FastAPI app. `create_app(settings)` wires routers; nothing else lives here."""
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +20,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prepare_embedded(app.state.settings)  # embedded mode: migrate at start
+        # What start-up made (modules, mappers, compiled schemas) lives as long as the process: keep it
+        # out of the collector, whose full passes over it stalled requests by ~120 ms under load.
+        gc.collect()
+        gc.freeze()
         yield
 
     app = FastAPI(title="s4al", version="0.1.0", lifespan=lifespan)
