@@ -32,4 +32,4 @@ RUN pip install -e ".[worker]" \
 USER s4al
 VOLUME ["/data"]
 EXPOSE 8000
-CMD ["uvicorn", "service.main:create_app", "--factory", "--http", "service.http_protocol:NoDelayH11Protocol", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["uvicorn", "service.main:create_app", "--factory", "--http", "service.http_protocol:NoDelayHttpToolsProtocol", "--loop", "uvloop", "--host", "0.0.0.0", "--port", "8000"]

@@ -119,7 +119,8 @@ def free_port() -> int:
 def start_server(url: str, data_dir: Path, port: int, workers: int) -> subprocess.Popen:
     env = {**os.environ, "S4AL_DATABASE_URL": url, "S4AL_DATA_DIR": str(data_dir)}
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app",
-           "--http", "service.http_protocol:NoDelayH11Protocol", "--host", "127.0.0.1",
+           "--http", "service.http_protocol:NoDelayHttpToolsProtocol", "--loop", "uvloop",
+           "--host", "127.0.0.1",
            "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log",
            "--timeout-graceful-shutdown", "5", "--timeout-keep-alive", "75"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)  # its own process group

@@ -1,4 +1,4 @@
-"""uvicorn's HTTP/1.1 protocol with TCP_NODELAY set on every connection it serves.
+"""uvicorn's HTTP/1.1 protocols with TCP_NODELAY set on every connection they serve.
 
 asyncio turns Nagle's algorithm off only on sockets whose `proto` is IPPROTO_TCP. uvicorn's
 `--workers N` binds the listening socket itself with proto 0, and accepted sockets inherit it, so
@@ -6,13 +6,16 @@ their connections keep Nagle on (Kludex/uvicorn#3149). h11 writes a response's h
 sends; the body then waits for the client's delayed ACK, ~40 ms on Linux, on every keep-alive request.
 Measured here with two workers: GET /api/me 52 ms, against 6 ms with one worker or with this class.
 
-Use it with `uvicorn --http service.http_protocol:NoDelayH11Protocol`; with one worker it changes nothing.
+The deployment runs `uvicorn --http service.http_protocol:NoDelayHttpToolsProtocol --loop uvloop`
+(httptools and uvloop save ~1.5 ms a request over h11 and asyncio); NoDelayH11Protocol is the same fix
+for the pure-Python parser. With one worker and the asyncio loop they change nothing.
 """
 
 import asyncio
 import socket
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 def enable_nodelay(transport: asyncio.BaseTransport) -> bool:
@@ -25,6 +28,12 @@ def enable_nodelay(transport: asyncio.BaseTransport) -> bool:
 
 
 class NoDelayH11Protocol(H11Protocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        enable_nodelay(transport)
+        super().connection_made(transport)
+
+
+class NoDelayHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         enable_nodelay(transport)
         super().connection_made(transport)

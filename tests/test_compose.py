@@ -121,6 +121,7 @@ def test_api_serves_with_nagle_off_on_the_workers_it_runs():
     script = _words(api["command"])[-1]
     protocol = re.search(r"--http (\S+):(\S+)", script)
     assert getattr(importlib.import_module(protocol.group(1)), protocol.group(2))
-    assert f'"--http", "{protocol.group(1)}:{protocol.group(2)}"' in DOCKERFILE
+    assert f'"--http", "{protocol.group(1)}:{protocol.group(2)}", "--loop", "uvloop"' in DOCKERFILE
+    assert "--loop uvloop" in script and importlib.import_module("uvloop")
     assert api["environment"]["WEB_CONCURRENCY"].startswith("${API_WORKERS:-")  # uvicorn's --workers
     assert api["environment"]["S4AL_DATABASE_URL"].startswith("postgresql")  # no embedded migration race

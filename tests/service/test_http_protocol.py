@@ -5,10 +5,11 @@ import threading
 import time
 
 import httpx
+import pytest
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from service.http_protocol import NoDelayH11Protocol, enable_nodelay
+from service.http_protocol import NoDelayH11Protocol, NoDelayHttpToolsProtocol, enable_nodelay
 
 
 async def hello(scope, receive, send):
@@ -16,7 +17,7 @@ async def hello(scope, receive, send):
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-def nodelay_seen_by(protocol: type[H11Protocol]) -> tuple[httpx.Response, list[int]]:
+def nodelay_seen_by(protocol: type, loop: str = "asyncio") -> tuple[httpx.Response, list[int]]:
     """Serve `hello` on a socket bound as `--workers N` binds it; TCP_NODELAY of each accepted socket."""
     seen: list[int] = []
 
@@ -25,7 +26,8 @@ def nodelay_seen_by(protocol: type[H11Protocol]) -> tuple[httpx.Response, list[i
             super().connection_made(transport)
             seen.append(transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
 
-    config = uvicorn.Config(hello, host="127.0.0.1", port=0, http=Probe, lifespan="off", log_level="warning")
+    config = uvicorn.Config(hello, host="127.0.0.1", port=0, http=Probe, loop=loop, lifespan="off",
+                            log_level="warning")
     sock = config.bind_socket()  # the supervisor's path: a socket made with proto 0
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -51,8 +53,10 @@ def test_uvicorn_leaves_nagle_on_for_a_pre_bound_socket():
     assert seen == [0]
 
 
-def test_the_api_protocol_turns_nagle_off_and_still_serves():
-    response, seen = nodelay_seen_by(NoDelayH11Protocol)
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("protocol", [NoDelayH11Protocol, NoDelayHttpToolsProtocol])
+def test_the_api_protocols_turn_nagle_off_and_still_serve(protocol, loop):
+    response, seen = nodelay_seen_by(protocol, loop)
     assert response.status_code == 200 and response.text == "ok"
     assert seen and all(seen)
 
