@@ -21,9 +21,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prepare_embedded(app.state.settings)  # embedded mode: migrate at start
         # What start-up made (modules, mappers, compiled schemas) lives as long as the process: keep it
-        # out of the collector, whose full passes over it stalled requests by ~120 ms under load.
-        gc.collect()
-        gc.freeze()
+        # out of the collector, whose full passes over it stalled requests by ~120 ms under load. Once
+        # per process (tests build many apps in one).
+        if gc.get_freeze_count() == 0:
+            gc.collect()
+            gc.freeze()
         yield
 
     app = FastAPI(title="s4al", version="0.1.0", lifespan=lifespan)
