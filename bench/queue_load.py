@@ -264,7 +264,6 @@ async def drive(base: str, pid: int, tokens: list[str], duration: float, think: 
                                    for t in tokens))
             run.lease_ms.clear()
             run.submit_ms.clear()
-            run.unfinished = 0
             run.warmup_submits = len(run.acked)
         t0, cpu0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(annotator(client, base, pid, t, run, t0 + duration, think, ramp, mask)

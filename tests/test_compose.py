@@ -123,5 +123,7 @@ def test_api_serves_with_nagle_off_on_the_workers_it_runs():
     assert getattr(importlib.import_module(protocol.group(1)), protocol.group(2))
     assert f'"--http", "{protocol.group(1)}:{protocol.group(2)}", "--loop", "uvloop"' in DOCKERFILE
     assert "--loop uvloop" in script and importlib.import_module("uvloop")
+    bench = (ROOT / "bench" / "queue_load.py").read_text()  # measures the deployment's server
+    assert f'"--http", "{protocol.group(1)}:{protocol.group(2)}", "--loop", "uvloop"' in bench
     assert api["environment"]["WEB_CONCURRENCY"].startswith("${API_WORKERS:-")  # uvicorn's --workers
     assert api["environment"]["S4AL_DATABASE_URL"].startswith("postgresql")  # no embedded migration race
