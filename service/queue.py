@@ -30,8 +30,8 @@ import secrets
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 
 from sqlalchemy import (
     Integer,
@@ -177,7 +177,6 @@ def sweep_expired(session: Session, now: datetime | None = None) -> int:
         return return_expired(session, now or utcnow())
 
 
-@cache
 def _live_leases_statement():
     """Leased regions of a project that are expired or held by the token, with their leases' start."""
     return (select(Region, Lease.created_at).join(Lease, Lease.id == Region.lease_id)
@@ -194,7 +193,7 @@ def _live_leases(session: Session, project_id: int, token_id: int, now: datetime
     One read serves both (the hot path of every lease call): leased regions of the project that are
     expired or held by this token, locked with SKIP LOCKED so concurrent sweepers never wait.
     """
-    rows = session.execute(_live_leases_statement(),
+    rows = session.execute(_STATEMENTS.live_leases,
                            {"p_project": project_id, "p_now": now, "p_token": token_id}).all()
     _requeue(session, [(r.id, r.lease_id) for r, _ in rows if r.lease_expires_at <= now], now)
     live = sorted(((created, r.id, r) for r, created in rows if r.lease_expires_at > now),
@@ -225,9 +224,6 @@ def _claim_update():
                     lease_expires_at=bindparam("p_expires", type_=UTCDateTime())))
 
 
-# The statements of the hot path are built once: building them costs more Python time (~3 ms a claim)
-# than running them; the values travel as bound parameters.
-@cache
 def _claim_statement(dialect: str):
     claim = _claim_update()
     if dialect != "postgresql":
@@ -251,7 +247,7 @@ def _claim(session: Session, project_id: int, token_id: int, lease_id: str, now:
     params = {"p_project": project_id, "p_token": token_id, "p_lease": lease_id, "p_now": now,
               "p_expires": expires}
     opts = {"synchronize_session": False, "populate_existing": True}
-    result = session.execute(_claim_statement(dialect), params, execution_options=opts)
+    result = session.execute(_STATEMENTS.claim[dialect == "postgresql"], params, execution_options=opts)
     if dialect == "postgresql":
         row = result.first()
         if row is None:
@@ -306,7 +302,6 @@ def _with_replay(q, with_key: bool):
                          Annotation.idempotency_key == bindparam("p_key")))
 
 
-@cache
 def _lease_context_statement(with_key: bool):
     q = (select(Lease, Region, Image, Project)
          .join(Region, Region.id == Lease.region_id).join(Image, Image.id == Region.image_id)
@@ -314,7 +309,6 @@ def _lease_context_statement(with_key: bool):
     return _with_replay(q, with_key)
 
 
-@cache
 def _lock_lease_statement(with_key: bool):
     q = (select(Lease, Region).join(Region, Region.id == Lease.region_id)
          .where(Lease.id == bindparam("p_lease")))
@@ -326,11 +320,36 @@ def _lease_params(lease_id: str, token_id: int, key: str | None) -> dict:
     return {"p_lease": lease_id, "p_token": token_id, "p_key": key}
 
 
+@dataclass(frozen=True)
+class _HotPathStatements:
+    """The queue's hot-path statements, built once at import; the values travel as bound parameters.
+
+    Built once because building them costs more Python time (~3 ms a claim) than running them. Built at
+    import, not lazily on first use, because SQLAlchemy's lazily memoised parts of a shared `aliased()`
+    entity are not safe to build from two threads at once: two concurrent first leases (two requests in
+    the thread pool) once built and cached a claim whose candidate scan had become a cartesian product
+    of `region` with itself (tests/service/test_queue_statements.py reproduces it).
+    """
+
+    live_leases: object
+    claim: tuple  # [0]: SQLite (UPDATE … RETURNING), [1]: PostgreSQL (claim + Lease row + Image, one trip)
+    lease_context: tuple  # [with Idempotency-Key]
+    lock_lease: tuple  # [with Idempotency-Key]
+
+
+_STATEMENTS = _HotPathStatements(
+    live_leases=_live_leases_statement(),
+    claim=(_claim_statement("sqlite"), _claim_statement("postgresql")),
+    lease_context=(_lease_context_statement(False), _lease_context_statement(True)),
+    lock_lease=(_lock_lease_statement(False), _lock_lease_statement(True)),
+)
+
+
 def lease_context(session: Session, lease_id: str, token_id: int, key: str | None = None,
                   ) -> tuple[Lease, Region, Image, Project, Annotation | None]:
     """The caller's lease with its region, image, project and the annotation already stored under
     `key`, in one read (404 / 403)."""
-    row = session.execute(_lease_context_statement(key is not None),
+    row = session.execute(_STATEMENTS.lease_context[key is not None],
                           _lease_params(lease_id, token_id, key)).first()
     _check_owner(row[0] if row else None, lease_id, token_id)
     return tuple(row)
@@ -340,7 +359,7 @@ def lock_lease(session: Session, lease_id: str, token_id: int, key: str | None =
                ) -> tuple[Lease, Region, Annotation | None]:
     """Inside a write_tx: the caller's lease and its region, row-locked and re-read (404 / 403), with
     the annotation already stored under `key` (read after the lock, so a concurrent retry is seen)."""
-    row = session.execute(_lock_lease_statement(key is not None),
+    row = session.execute(_STATEMENTS.lock_lease[key is not None],
                           _lease_params(lease_id, token_id, key)).first()
     _check_owner(row[0] if row else None, lease_id, token_id)
     return tuple(row)
