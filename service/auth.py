@@ -1,11 +1,22 @@
-"""Bearer tokens with roles. Tokens are random (256 bits), so a plain SHA-256 hash is enough to store."""
+"""Bearer tokens with roles. Tokens are random (256 bits), so a plain SHA-256 hash is enough to store.
+
+Every request is authenticated, so the lookup is on every request's path: each API worker keeps what it
+read for `settings.token_cache_seconds` (a revocation through this worker's API applies at once; one by
+another worker or the CLI within that time). A hit costs no database trip and no thread-pool hop.
+"""
 
 import hashlib
 import secrets
-from datetime import timedelta
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -16,6 +27,55 @@ from service.models import Token, utcnow
 ROLES = ("admin", "annotator")
 _bearer = HTTPBearer(auto_error=False)
 _BY_HASH = select(Token).where(Token.token_hash == bindparam("h"))  # built once: every request runs it
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The token a request came with, as read from the database (its hash stays there)."""
+
+    id: int
+    name: str
+    role: str
+    revoked: bool
+    created_at: datetime
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, token: Token) -> "Caller":
+        return cls(token.id, token.name, token.role, token.revoked, token.created_at, token.last_used_at)
+
+
+class TokenCache:
+    """Callers by token hash, each trusted for `ttl` seconds; at most `size` of them (least recent out)."""
+
+    def __init__(self, ttl: float, size: int = 10_000, clock: Callable[[], float] = time.monotonic):
+        self.ttl, self.size, self.clock = ttl, size, clock
+        self._entries: OrderedDict[str, tuple[float, Caller]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token_hash: str) -> Caller | None:
+        entry = self._entries.get(token_hash)
+        if entry is None or entry[0] <= self.clock():
+            return None
+        return entry[1]
+
+    def put(self, token_hash: str, caller: Caller) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            self._entries[token_hash] = (self.clock() + self.ttl, caller)
+            self._entries.move_to_end(token_hash)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def forget(self, token_id: int) -> None:
+        with self._lock:
+            for key in [k for k, (_, c) in self._entries.items() if c.id == token_id]:
+                del self._entries[key]
+
+
+def token_cache(request: Request) -> TokenCache:
+    return request.app.state.token_cache
 
 
 def hash_token(token: str) -> str:
@@ -32,31 +92,45 @@ def create_token(session: Session, name: str, role: str) -> str:
     return token
 
 
-def current_token(
-    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    session: Annotated[Session, Depends(get_session)],
-) -> Token:
-    if creds is None or creds.scheme.lower() != "bearer":
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
-    token = session.scalar(_BY_HASH, {"h": hash_token(creds.credentials)})
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def load_caller(session: Session, token_hash: str) -> Caller:
+    """Read a token by its hash (401 if unknown or revoked), touching last_used_at at most once a minute
+    so that reads do not turn into writes."""
+    token = session.scalar(_BY_HASH, {"h": token_hash})
     if token is None or token.revoked:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked token",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise _unauthorized("invalid or revoked token")
     now = utcnow()
-    # Touch last_used_at at most once a minute so reads do not turn into writes.
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
         token.last_used_at = now
         session.commit()
-    return token
+    return Caller.of(token)
 
 
-def require_admin(token: Annotated[Token, Depends(current_token)]) -> Token:
+async def current_token(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    session: Annotated[Session, Depends(get_session)],
+) -> Caller:
+    if creds is None or creds.scheme.lower() != "bearer":
+        raise _unauthorized("missing bearer token")
+    token_hash = hash_token(creds.credentials)
+    cache = token_cache(request)
+    caller = cache.get(token_hash)
+    if caller is None:
+        caller = await run_in_threadpool(load_caller, session, token_hash)
+        cache.put(token_hash, caller)
+    return caller
+
+
+async def require_admin(token: Annotated[Caller, Depends(current_token)]) -> Caller:
     if token.role != "admin":
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this action needs an admin token")
     return token
 
 
-CurrentToken = Annotated[Token, Depends(current_token)]
-AdminToken = Annotated[Token, Depends(require_admin)]
+CurrentToken = Annotated[Caller, Depends(current_token)]
+AdminToken = Annotated[Caller, Depends(require_admin)]
 SessionDep = Annotated[Session, Depends(get_session)]

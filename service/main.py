@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.auth import TokenCache
 from service.migrate import prepare_embedded
 from service.routes import cycles as cycle_routes
 from service.routes import export, health, images, leases, pages, projects, queue, regions, tokens
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="s4al", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    app.state.token_cache = TokenCache(settings.token_cache_seconds)
     app.include_router(health.router)
     app.include_router(projects.router)
     app.include_router(images.router)

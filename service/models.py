@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     JSON,
     Boolean,
     DateTime,
@@ -16,9 +17,12 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from service.queue_pg import CREATE_LEASE_FUNCTION, DROP_LEASE_FUNCTION
 
 # Stable constraint names, so Alembic autogenerate compares equal on SQLite and PostgreSQL.
 NAMING = {
@@ -222,3 +226,9 @@ class Token(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# The lease's server-side function (service/queue_pg.py) belongs to the schema on PostgreSQL: made and
+# dropped with the tables when they are made from these models; migration 0004 makes it otherwise.
+event.listen(Base.metadata, "after_create", DDL(CREATE_LEASE_FUNCTION).execute_if(dialect="postgresql"))
+event.listen(Base.metadata, "before_drop", DDL(DROP_LEASE_FUNCTION).execute_if(dialect="postgresql"))

@@ -24,6 +24,10 @@ is what the claim statement reads. Rules:
   (`status='skipped'`); 0 never retires a region. The claim's exclusion is an uncorrelated
   `id NOT IN (this token's skipped region ids)`, served by the partial index ix_lease_skipped.
 - Time comes from a `now` argument so tests control the clock; the routes read `app.state.clock`.
+
+On PostgreSQL `lease_next` runs as one server-side function, `s4al_lease` (service/queue_pg.py), that
+takes exactly these steps in this order, in one round trip; SQLite runs the Python version here. The
+queue tests run on both.
 """
 
 import secrets
@@ -31,7 +35,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
     Integer,
@@ -39,8 +43,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
-    insert,
-    literal,
     null,
     or_,
     select,
@@ -50,6 +52,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from service.models import Annotation, Image, Lease, Project, Region, Token, UTCDateTime, utcnow
+from service.queue_pg import call_lease
 
 MAX_LIVE_LEASES = 2  # the region on screen + the prefetched next one
 _CANDIDATE = aliased(Region, name="cand")  # the claim's inner scan, never correlated to the UPDATE's row
@@ -224,66 +227,100 @@ def _claim_update():
                     lease_expires_at=bindparam("p_expires", type_=UTCDateTime())))
 
 
-def _claim_statement(dialect: str):
-    claim = _claim_update()
-    if dialect != "postgresql":
-        return claim.returning(Region)
-    # One round trip: claim, insert the Lease row, and read the region with its image.
-    claimed = claim.returning(*Region.__table__.c).cte("claimed")
-    lease_row = insert(Lease).from_select(
-        ["id", "region_id", "token_id", "state", "created_at", "expires_at"],
-        select(bindparam("p_lease", type_=String()), claimed.c.id, bindparam("p_token", type_=Integer()),
-               literal("active", String()), bindparam("p_now", type_=UTCDateTime()),
-               bindparam("p_expires", type_=UTCDateTime())),
-    ).cte("lease_row")
-    region = aliased(Region, claimed)
-    return select(region, Image).join(Image, Image.id == region.image_id).add_cte(lease_row)
-
-
 def _claim(session: Session, project_id: int, token_id: int, lease_id: str, now: datetime,
-           expires: datetime) -> Region | None:
-    """Claim the best region and record its Lease row; the region's Image is loaded alongside."""
-    dialect = session.get_bind().dialect.name
-    params = {"p_project": project_id, "p_token": token_id, "p_lease": lease_id, "p_now": now,
-              "p_expires": expires}
+           expires: datetime) -> tuple[Region, Image] | None:
+    """SQLite: claim the best region and record its Lease row; the region with its image."""
+    params = {"p_project": project_id, "p_token": token_id, "p_lease": lease_id, "p_expires": expires}
     opts = {"synchronize_session": False, "populate_existing": True}
-    result = session.execute(_STATEMENTS.claim[dialect == "postgresql"], params, execution_options=opts)
-    if dialect == "postgresql":
-        row = result.first()
-        if row is None:
-            return None
-        # The identity map holds objects weakly: keep the image alive for the caller's response.
-        row[0].loaded_image = row[1]
-        return row[0]
-    region = result.scalars().first()
-    if region is not None:
-        session.add(Lease(id=lease_id, region_id=region.id, token_id=token_id, state="active",
-                          created_at=now, expires_at=expires))
-    return region
+    region = session.execute(_STATEMENTS.claim, params, execution_options=opts).scalars().first()
+    if region is None:
+        return None
+    session.add(Lease(id=lease_id, region_id=region.id, token_id=token_id, state="active",
+                      created_at=now, expires_at=expires))
+    return region, session.get(Image, region.image_id)
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    id: int
+    stem: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class LeasedRegion:
+    """A region as leased: its fields (as Region's), the lease on it, and its image's size."""
+
+    id: int
+    project_id: int
+    image_id: int
+    cycle_id: int | None
+    kind: str
+    x: int
+    y: int
+    w: int
+    h: int
+    superpixel_id: int
+    score: float
+    status: str
+    model_version: str | None
+    prelabel_path: str | None
+    lease_id: str
+    lease_expires_at: datetime
+    image: ImageRef
+
+    @classmethod
+    def of(cls, region: Region, image: Image) -> "LeasedRegion":
+        fields = {f: getattr(region, f) for f in _REGION_FIELDS}
+        return cls(**fields, image=ImageRef(image.id, image.stem, image.width, image.height))
+
+
+_REGION_FIELDS = [f for f in LeasedRegion.__dataclass_fields__ if f != "image"]
 
 
 def lease_next(session: Session, settings, project_id: int, token: Token, *,
-               holding: Iterable[str] = (), now: datetime | None = None) -> Region | None:
+               holding: Iterable[str] = (), now: datetime | None = None) -> LeasedRegion | None:
     """Lease the best queued region of a project to `token` (see the module docstring); commits.
 
-    Returns the Region (its `lease_id` / `lease_expires_at` are the lease), or None when nothing is left.
-    Raises LeaseConflict when the token already holds MAX_LIVE_LEASES other live leases.
+    Returns the leased region, or None when nothing is left. Raises LeaseConflict when the token
+    already holds MAX_LIVE_LEASES other live leases. PostgreSQL runs it as one server-side function
+    (service/queue_pg.py), SQLite as the Python below; both follow the same steps.
     """
     now = now or utcnow()
+    lease_id = secrets.token_urlsafe(18)
+    expires = now + timedelta(seconds=settings.lease_ttl_seconds)
+    if session.get_bind().dialect.name == "postgresql":
+        return _lease_postgresql(session, project_id, token.id, sorted(set(holding)), now, expires, lease_id)
     holding = set(holding)
-    token_id = token.id
-    with write_tx(session, token_id, durable=False):
-        held = _live_leases(session, project_id, token_id, now)
+    with write_tx(session, token.id, durable=False):
+        held = _live_leases(session, project_id, token.id, now)
         for region in held:
             if region.lease_id not in holding:
-                return region
+                return LeasedRegion.of(region, session.get(Image, region.image_id))
         if len(held) >= MAX_LIVE_LEASES:
-            raise LeaseConflict(f"you already hold {len(held)} leases on this project; submit, skip or "
-                                f"release one first")
-        lease_id = secrets.token_urlsafe(18)
-        expires = now + timedelta(seconds=settings.lease_ttl_seconds)
-        region = _claim(session, project_id, token_id, lease_id, now, expires)
-    return region
+            raise _too_many(len(held))
+        claimed = _claim(session, project_id, token.id, lease_id, now, expires)
+        return LeasedRegion.of(*claimed) if claimed is not None else None
+
+
+def _too_many(held: int) -> LeaseConflict:
+    return LeaseConflict(f"you already hold {held} leases on this project; submit, skip or release one first")
+
+
+def _lease_postgresql(session: Session, project_id: int, token_id: int, holding: list[str], now: datetime,
+                      expires: datetime, lease_id: str) -> LeasedRegion | None:
+    # Its own autocommit connection: the call is its own transaction, whatever the session holds.
+    with session.get_bind().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        row = call_lease(conn, project_id, token_id, holding, now, expires, lease_id, MAX_LIVE_LEASES)
+    if row.outcome == "conflict":
+        raise _too_many(row.held)
+    if row.outcome == "empty":
+        return None
+    fields = {f: getattr(row, f) for f in _REGION_FIELDS}
+    fields["lease_expires_at"] = fields["lease_expires_at"].astimezone(UTC)
+    return LeasedRegion(**fields, image=ImageRef(row.image_id, row.image_stem, row.image_width,
+                                                 row.image_height))
 
 
 def _check_owner(lease: Lease | None, lease_id: str, token_id: int) -> None:
@@ -332,14 +369,14 @@ class _HotPathStatements:
     """
 
     live_leases: object
-    claim: tuple  # [0]: SQLite (UPDATE … RETURNING), [1]: PostgreSQL (claim + Lease row + Image, one trip)
+    claim: object  # SQLite's; PostgreSQL claims inside s4al_lease (service/queue_pg.py)
     lease_context: tuple  # [with Idempotency-Key]
     lock_lease: tuple  # [with Idempotency-Key]
 
 
 _STATEMENTS = _HotPathStatements(
     live_leases=_live_leases_statement(),
-    claim=(_claim_statement("sqlite"), _claim_statement("postgresql")),
+    claim=_claim_update().returning(Region),
     lease_context=(_lease_context_statement(False), _lease_context_statement(True)),
     lock_lease=(_lock_lease_statement(False), _lock_lease_statement(True)),
 )

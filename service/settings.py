@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(40_000_000, description="Uploads with more pixels are refused (413).")
     max_upload_bytes: int = Field(64 * 1024 * 1024, description="Largest accepted file in one upload.")
     lease_ttl_seconds: int = Field(600, description="How long an annotator holds a region.")
+    token_cache_seconds: float = Field(
+        30.0, ge=0, description="How long an API worker trusts a token it looked up; a token revoked by "
+        "another worker or the CLI stops working within this time (at once on the worker that revoked "
+        "it). 0 = look it up on every request.")
     skips_to_retire: int = Field(3, description="Distinct annotators' skips that take a region out of the "
                                  "queue for everyone (status skipped); 0 = never.")
     task_time_limit_seconds: int = Field(6 * 3600, description="Hard limit of one cycle task.")

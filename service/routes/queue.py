@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from service.auth import CurrentToken, SessionDep
 from service.models import Annotation, Image, Project, Region, Token
-from service.queue import QueueError, lease_next, request_now
+from service.queue import ImageRef, LeasedRegion, QueueError, lease_next, request_now
 from service.schemas.queue import (
     AnnotatorStats,
     CropBox,
@@ -41,12 +41,13 @@ def project_or_404(session: Session, project_id: int) -> Project:
     return project
 
 
-def default_context(region: Region) -> int:
+def default_context(region: Region | LeasedRegion) -> int:
     """Context shown around a region: one region's side, within [16, 256] pixels."""
     return max(16, min(256, max(region.w, region.h)))
 
 
-def crop_box(region: Region, image: Image, context: int) -> tuple[int, int, int, int]:
+def crop_box(region: Region | LeasedRegion, image: Image | ImageRef,
+             context: int) -> tuple[int, int, int, int]:
     """(x, y, w, h) of the region plus `context` pixels on each side, clipped to the image."""
     x0, y0 = max(0, region.x - context), max(0, region.y - context)
     x1 = min(image.width, region.x + region.w + context)
@@ -54,14 +55,14 @@ def crop_box(region: Region, image: Image, context: int) -> tuple[int, int, int,
     return x0, y0, x1 - x0, y1 - y0
 
 
-def region_public(region: Region) -> RegionPublic:
+def region_public(region: Region | LeasedRegion) -> RegionPublic:
     out = RegionPublic.model_validate(region)
     out.has_prelabel = region.prelabel_path is not None
     return out
 
 
-def lease_public(session: Session, region: Region, ttl: int) -> LeasePublic:
-    image = getattr(region, "loaded_image", None) or session.get(Image, region.image_id)
+def lease_public(region: LeasedRegion, ttl: int) -> LeasePublic:
+    image = region.image
     context = default_context(region)
     x, y, w, h = crop_box(region, image, context)
     return LeasePublic(
@@ -88,7 +89,7 @@ def lease(project_id: int, request: Request, session: SessionDep, token: Current
     if region is None:
         project_or_404(session, project_id)  # only now: the hot path skips this read
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    return lease_public(session, region, settings.lease_ttl_seconds)
+    return lease_public(region, settings.lease_ttl_seconds)
 
 
 @router.get("/{project_id}/queue/stats", response_model=QueueStats)

@@ -3,11 +3,11 @@
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from service.auth import AdminToken, CurrentToken, SessionDep, create_token, hash_token
+from service.auth import AdminToken, Caller, CurrentToken, SessionDep, create_token, hash_token, token_cache
 from service.models import Token
 
 router = APIRouter(prefix="/api", tags=["tokens"])
@@ -36,7 +36,7 @@ class TokenCreated(TokenPublic):
 
 
 @router.get("/me", response_model=TokenPublic)
-def me(token: CurrentToken) -> Token:
+def me(token: CurrentToken) -> Caller:
     return token
 
 
@@ -53,10 +53,11 @@ def list_tokens(session: SessionDep, _: AdminToken) -> list[Token]:
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenPublic)
-def revoke(token_id: int, session: SessionDep, _: AdminToken) -> Token:
+def revoke(token_id: int, request: Request, session: SessionDep, _: AdminToken) -> Token:
     token = session.get(Token, token_id)
     if token is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"token {token_id} not found")
     token.revoked = True
     session.commit()
+    token_cache(request).forget(token_id)  # other workers: within settings.token_cache_seconds
     return token

@@ -92,3 +92,63 @@ def test_tokens_are_stored_hashed(session, admin_token):
 
     stored = [t.token_hash for t in session.scalars(select(Token))]
     assert admin_token not in stored and all(len(h) == 64 for h in stored)
+
+
+def test_token_cache_trusts_a_lookup_for_its_ttl_only():
+    from datetime import UTC, datetime
+
+    from service.auth import Caller, TokenCache
+
+    now = [100.0]
+    cache = TokenCache(ttl=5, size=2, clock=lambda: now[0])
+    alice = Caller(1, "alice", "annotator", False, datetime(2026, 1, 1, tzinfo=UTC), None)
+    bob = Caller(2, "bob", "admin", False, datetime(2026, 1, 1, tzinfo=UTC), None)
+    cache.put("ha", alice)
+    assert cache.get("ha") is alice and cache.get("hb") is None
+    now[0] = 104.9
+    assert cache.get("ha") is alice
+    now[0] = 105.0
+    assert cache.get("ha") is None  # expired: looked up again
+    cache.put("ha", alice)
+    cache.put("hb", bob)
+    cache.forget(1)
+    assert cache.get("ha") is None and cache.get("hb") is bob
+    cache.put("ha", alice)
+    cache.put("hc", alice)  # a third entry pushes out the least recently stored one
+    assert cache.get("hb") is None and cache.get("hc") is alice
+    off = TokenCache(ttl=0)
+    off.put("ha", alice)
+    assert off.get("ha") is None
+
+
+def test_revocation_outside_the_api_applies_within_the_cache_ttl(client, app, session, annotator):
+    """Revoked in the database directly (as `s4al token revoke` does): the worker's cached lookup is
+    trusted for token_cache_seconds, then the token is refused."""
+    from sqlalchemy import update
+
+    from service.models import Token
+
+    now = [1000.0]
+    app.state.token_cache.clock = lambda: now[0]
+    me = client.get("/api/me", headers=annotator)
+    assert me.status_code == 200
+    session.execute(update(Token).where(Token.id == me.json()["id"]).values(revoked=True))
+    session.commit()
+    assert client.get("/api/me", headers=annotator).status_code == 200  # cached
+    now[0] += app.state.settings.token_cache_seconds
+    assert client.get("/api/me", headers=annotator).status_code == 401
+
+
+def test_no_cache_means_every_request_reads_the_token(db_url, tmp_path, session, annotator):
+    from fastapi.testclient import TestClient
+    from sqlalchemy import update
+
+    from service.models import Token
+
+    app = create_app(Settings(data_dir=tmp_path, database_url=db_url, token_cache_seconds=0, _env_file=None))
+    with TestClient(app) as client:
+        me = client.get("/api/me", headers=annotator)
+        assert me.status_code == 200
+        session.execute(update(Token).where(Token.id == me.json()["id"]).values(revoked=True))
+        session.commit()
+        assert client.get("/api/me", headers=annotator).status_code == 401

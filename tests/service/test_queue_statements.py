@@ -23,8 +23,8 @@ _FIRST_USE_FROM_THREADS = textwrap.dedent("""
     from sqlalchemy.dialects import postgresql, sqlite
     from service import queue
 
-    statements = [(queue._STATEMENTS.claim[1], postgresql.dialect()),
-                  (queue._STATEMENTS.claim[0], sqlite.dialect()),
+    statements = [(queue._STATEMENTS.claim, sqlite.dialect()),
+                  (queue._STATEMENTS.claim, postgresql.dialect()),
                   (queue._STATEMENTS.live_leases, postgresql.dialect()),
                   (queue._STATEMENTS.lock_lease[1], postgresql.dialect()),
                   (queue._STATEMENTS.lease_context[1], postgresql.dialect())]
@@ -52,9 +52,8 @@ def _claim_scan(sql: str) -> str:
 
 
 def test_claim_scans_only_the_candidate_alias():
-    for stmt, dialect in ((queue._STATEMENTS.claim[1], postgresql.dialect()),
-                          (queue._STATEMENTS.claim[0], sqlite.dialect())):
-        scan = " ".join(str(stmt.compile(dialect=dialect)).split())
+    for dialect in (sqlite.dialect(), postgresql.dialect()):
+        scan = " ".join(str(queue._STATEMENTS.claim.compile(dialect=dialect)).split())
         scan = _claim_scan(scan)
         assert "FROM region AS cand WHERE cand.project_id" in scan
         assert "cand.status" in scan and "region.status" not in scan
