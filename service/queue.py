@@ -365,7 +365,7 @@ class _HotPathStatements:
     import, not lazily on first use, because SQLAlchemy's lazily memoised parts of a shared `aliased()`
     entity are not safe to build from two threads at once: two concurrent first leases (two requests in
     the thread pool) once built and cached a claim whose candidate scan had become a cartesian product
-    of `region` with itself (tests/service/test_queue_statements.py reproduces it).
+    of `region` with itself (tests/service/test_queue_statements.py guards against it).
     """
 
     live_leases: object

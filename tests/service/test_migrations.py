@@ -57,6 +57,38 @@ def test_downgrade_to_base_and_back(empty_db_url):
     assert _state(empty_db_url)[2] == []
 
 
+def _lease_functions(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name != "postgresql":
+                return 0
+            return conn.execute(text("SELECT count(*) FROM pg_proc WHERE proname = 's4al_lease' "
+                                     "AND pronamespace = current_schema()::regnamespace")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_the_lease_function_comes_and_goes_with_its_migration(empty_db_url):
+    """PostgreSQL leases through s4al_lease (service/queue_pg.py): migration 0004 makes it, its
+    downgrade drops it; SQLite never has it. A database made from the models has it too."""
+    postgres = empty_db_url.startswith("postgresql")
+    upgrade_to_head(empty_db_url)
+    assert _lease_functions(empty_db_url) == int(postgres)
+    engine = create_engine(empty_db_url)
+    with engine.begin() as conn:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0003")
+    assert _lease_functions(empty_db_url) == 0
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    assert _lease_functions(empty_db_url) == int(postgres)
+
+
 def test_alembic_command_line_from_another_directory(empty_db_url, tmp_path):
     env = {**os.environ, "S4AL_DATABASE_URL": empty_db_url}
     ini = str(REPO_ROOT / "alembic.ini")
