@@ -51,6 +51,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
+from service.auth import Caller
 from service.models import Annotation, Image, Lease, Project, Region, Token, UTCDateTime, utcnow
 from service.queue_pg import call_lease
 
@@ -279,7 +280,7 @@ class LeasedRegion:
 _REGION_FIELDS = [f for f in LeasedRegion.__dataclass_fields__ if f != "image"]
 
 
-def lease_next(session: Session, settings, project_id: int, token: Token, *,
+def lease_next(session: Session, settings, project_id: int, token: Token | Caller, *,
                holding: Iterable[str] = (), now: datetime | None = None) -> LeasedRegion | None:
     """Lease the best queued region of a project to `token` (see the module docstring); commits.
 
@@ -411,7 +412,8 @@ def _unmirror(region: Region, lease: Lease, status: str) -> None:
         region.lease_expires_at = None
 
 
-def renew(session: Session, settings, lease_id: str, token: Token, now: datetime | None = None) -> Lease:
+def renew(session: Session, settings, lease_id: str, token: Token | Caller,
+          now: datetime | None = None) -> Lease:
     now = now or utcnow()
     with write_tx(session, durable=False):
         lease, region, _ = lock_lease(session, lease_id, token.id)
@@ -422,7 +424,7 @@ def renew(session: Session, settings, lease_id: str, token: Token, now: datetime
     return lease
 
 
-def release(session: Session, lease_id: str, token: Token, now: datetime | None = None) -> Lease:
+def release(session: Session, lease_id: str, token: Token | Caller, now: datetime | None = None) -> Lease:
     """Give the region back to the queue unlabeled."""
     now = now or utcnow()
     with write_tx(session, durable=False):
@@ -434,7 +436,7 @@ def release(session: Session, lease_id: str, token: Token, now: datetime | None 
     return lease
 
 
-def skip(session: Session, settings, lease_id: str, token: Token, reason: str,
+def skip(session: Session, settings, lease_id: str, token: Token | Caller, reason: str,
          now: datetime | None = None) -> Lease:
     """End the lease; this token never gets the region again; enough skips retire it for everyone."""
     now = now or utcnow()
