@@ -57,7 +57,6 @@ from service.queue_pg import call_lease
 
 MAX_LIVE_LEASES = 2  # the region on screen + the prefetched next one
 _CANDIDATE = aliased(Region, name="cand")  # the claim's inner scan, never correlated to the UPDATE's row
-_ADVISORY_NS = 0x5341  # first key of pg_advisory_xact_lock(ns, token_id): "SA"
 
 
 class QueueError(Exception):
@@ -98,7 +97,7 @@ def _sqlite_lock(url: str) -> threading.Lock:
 
 
 @contextmanager
-def write_tx(session: Session, token_id: int | None = None, durable: bool = True) -> Iterator[None]:
+def write_tx(session: Session, durable: bool = True) -> Iterator[None]:
     """A write transaction: commit at the end of the block, roll back on any exception.
 
     The sessions use expire_on_commit=False, so rows that decide anything are re-read inside the
@@ -107,8 +106,7 @@ def write_tx(session: Session, token_id: int | None = None, durable: bool = True
     before the write; writers of this process queue on a Python lock first, since SQLite's own busy
     handler polls with sleeps of up to 100 ms. PostgreSQL: the request's read transaction simply goes on
     (READ COMMITTED: every statement sees the latest commits; row locks do the rest), which saves a
-    COMMIT and a BEGIN round trip; with `token_id`, an advisory lock serialises that token's own queue
-    calls until commit.
+    COMMIT and a BEGIN round trip.
 
     `durable=False` (lease bookkeeping, never annotations) commits without waiting for the log flush
     (PostgreSQL `synchronous_commit=off`, SQLite `synchronous=NORMAL`): still atomic, isolated and
@@ -129,11 +127,8 @@ def write_tx(session: Session, token_id: int | None = None, durable: bool = True
                     restore = conn.exec_driver_sql("PRAGMA synchronous").scalar()
                     conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
-            elif engine.dialect.name == "postgresql" and (token_id is not None or not durable):
-                # One round trip for both settings of this transaction.
-                lock = ", pg_advisory_xact_lock(:ns, :tid)" if token_id is not None else ""
-                conn.execute(text(f"SELECT set_config('synchronous_commit', :sync, true){lock}"),
-                             {"sync": "on" if durable else "off", "ns": _ADVISORY_NS, "tid": token_id})
+            elif engine.dialect.name == "postgresql" and not durable:
+                conn.execute(text("SELECT set_config('synchronous_commit', 'off', true)"))
             yield
             session.commit()
         except BaseException:
@@ -187,15 +182,14 @@ def _live_leases_statement():
             .where(Region.project_id == bindparam("p_project"), Region.status == "leased",
                    or_(Region.lease_expires_at <= bindparam("p_now"),
                        Region.lease_token_id == bindparam("p_token")))
-            .with_for_update(skip_locked=True, of=Region)
             .execution_options(populate_existing=True))
 
 
 def _live_leases(session: Session, project_id: int, token_id: int, now: datetime) -> list[Region]:
     """Return the project's expired leases to the queue; the token's live leases, oldest first.
 
-    One read serves both (the hot path of every lease call): leased regions of the project that are
-    expired or held by this token, locked with SKIP LOCKED so concurrent sweepers never wait.
+    One read serves both: leased regions of the project that are expired or held by this token. SQLite
+    only (its IMMEDIATE transaction is the lock); on PostgreSQL s4al_lease does this with SKIP LOCKED.
     """
     rows = session.execute(_STATEMENTS.live_leases,
                            {"p_project": project_id, "p_now": now, "p_token": token_id}).all()
@@ -294,7 +288,7 @@ def lease_next(session: Session, settings, project_id: int, token: Token | Calle
     if session.get_bind().dialect.name == "postgresql":
         return _lease_postgresql(session, project_id, token.id, sorted(set(holding)), now, expires, lease_id)
     holding = set(holding)
-    with write_tx(session, token.id, durable=False):
+    with write_tx(session, durable=False):  # IMMEDIATE: one writer, so one call of a token at a time
         held = _live_leases(session, project_id, token.id, now)
         for region in held:
             if region.lease_id not in holding:
@@ -369,8 +363,8 @@ class _HotPathStatements:
     of `region` with itself (tests/service/test_queue_statements.py guards against it).
     """
 
-    live_leases: object
-    claim: object  # SQLite's; PostgreSQL claims inside s4al_lease (service/queue_pg.py)
+    live_leases: object  # SQLite's, as claim; PostgreSQL does both inside s4al_lease (service/queue_pg.py)
+    claim: object
     lease_context: tuple  # [with Idempotency-Key]
     lock_lease: tuple  # [with Idempotency-Key]
 

@@ -38,7 +38,7 @@ DECLARE
 BEGIN
     -- Lease bookkeeping is not durable (see queue.write_tx); one annotator's calls run one at a time.
     PERFORM set_config('synchronous_commit', 'off', true);
-    PERFORM pg_advisory_xact_lock(21313, p_token);  -- 0x5341 "SA", as queue._ADVISORY_NS
+    PERFORM pg_advisory_xact_lock(21313, p_token);  -- (0x5341 "SA", token): this token's calls
     -- The project's expired leases go back to the queue; the token's live ones, oldest first.
     FOR live IN
         SELECT reg.id AS rid, reg.lease_id AS lid, reg.lease_expires_at AS expires
