@@ -16,11 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.auth import Caller
 from service.imaging import PNG_MAGIC, ImageError, open_header
 from service.labels import MaskError, add_annotation, decode_mask_png
 from service.models import Annotation, Lease, Region, Token, utcnow
 from service.queue import LeaseConflict, QueueError, lease_context, lock_lease, write_tx
+from service.schemas.token import TokenPublic
 from service.storage import storage_for
 
 MAX_KEY_LENGTH = 200
@@ -63,7 +63,7 @@ def _checked_replay(first: Annotation, lease_id: str) -> Annotation:
     return first
 
 
-def submit(session: Session, settings, lease_id: str, token: Token | Caller, mask_png: bytes,
+def submit(session: Session, settings, lease_id: str, token: Token | TokenPublic, mask_png: bytes,
            idempotency_key: str | None = None, *, source: str = "human", now=None) -> tuple[Annotation, bool]:
     """Store a mask for a lease; returns (annotation, replayed). Raises QueueError subclasses (4xx)."""
     now = now or utcnow()
@@ -103,7 +103,7 @@ def _after_submit(lease: Lease, region: Region, now) -> None:
         region.lease_expires_at = None
 
 
-def submit_annotation(session: Session, settings, lease_id: str, token: Token | Caller, mask_png: bytes,
+def submit_annotation(session: Session, settings, lease_id: str, token: Token | TokenPublic, mask_png: bytes,
                       idempotency_key: str | None = None, *, source: str = "human", now=None) -> Annotation:
     """The contract entry point (SERVICE_CONTRACT.md): `submit` without the replay flag."""
     return submit(session, settings, lease_id, token, mask_png, idempotency_key, source=source, now=now)[0]

@@ -11,8 +11,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -23,43 +22,29 @@ from sqlalchemy.orm import Session
 
 from service.db import get_session
 from service.models import Token, utcnow
+from service.schemas.token import TokenPublic
 
 ROLES = ("admin", "annotator")
 _bearer = HTTPBearer(auto_error=False)
 _BY_HASH = select(Token).where(Token.token_hash == bindparam("h"))  # built once: every request runs it
 
 
-@dataclass(frozen=True)
-class Caller:
-    """The token a request came with, as read from the database (its hash stays there)."""
-
-    id: int
-    name: str
-    role: str
-    revoked: bool
-    created_at: datetime
-    last_used_at: datetime | None
-
-    @classmethod
-    def of(cls, token: Token) -> "Caller":
-        return cls(token.id, token.name, token.role, token.revoked, token.created_at, token.last_used_at)
-
-
 class TokenCache:
-    """Callers by token hash, each trusted for `ttl` seconds; at most `size` of them (least recent out)."""
+    """Callers (TokenPublic) by token hash, each trusted for `ttl` seconds; at most `size` of them
+    (least recently stored out)."""
 
     def __init__(self, ttl: float, size: int = 10_000, clock: Callable[[], float] = time.monotonic):
         self.ttl, self.size, self.clock = ttl, size, clock
-        self._entries: OrderedDict[str, tuple[float, Caller]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, TokenPublic]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, token_hash: str) -> Caller | None:
+    def get(self, token_hash: str) -> TokenPublic | None:
         entry = self._entries.get(token_hash)
         if entry is None or entry[0] <= self.clock():
             return None
         return entry[1]
 
-    def put(self, token_hash: str, caller: Caller) -> None:
+    def put(self, token_hash: str, caller: TokenPublic) -> None:
         if self.ttl <= 0:
             return
         with self._lock:
@@ -96,7 +81,7 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def load_caller(session: Session, token_hash: str) -> Caller:
+def load_caller(session: Session, token_hash: str) -> TokenPublic:
     """Read a token by its hash (401 if unknown or revoked), touching last_used_at at most once a minute
     so that reads do not turn into writes."""
     token = session.scalar(_BY_HASH, {"h": token_hash})
@@ -106,14 +91,14 @@ def load_caller(session: Session, token_hash: str) -> Caller:
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
         token.last_used_at = now
         session.commit()
-    return Caller.of(token)
+    return TokenPublic.model_validate(token)
 
 
 async def current_token(
     request: Request,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     session: Annotated[Session, Depends(get_session)],
-) -> Caller:
+) -> TokenPublic:
     if creds is None or creds.scheme.lower() != "bearer":
         raise _unauthorized("missing bearer token")
     token_hash = hash_token(creds.credentials)
@@ -125,12 +110,12 @@ async def current_token(
     return caller
 
 
-async def require_admin(token: Annotated[Caller, Depends(current_token)]) -> Caller:
+async def require_admin(token: Annotated[TokenPublic, Depends(current_token)]) -> TokenPublic:
     if token.role != "admin":
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this action needs an admin token")
     return token
 
 
-CurrentToken = Annotated[Caller, Depends(current_token)]
-AdminToken = Annotated[Caller, Depends(require_admin)]
+CurrentToken = Annotated[TokenPublic, Depends(current_token)]
+AdminToken = Annotated[TokenPublic, Depends(require_admin)]
 SessionDep = Annotated[Session, Depends(get_session)]

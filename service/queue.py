@@ -51,9 +51,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
-from service.auth import Caller
 from service.models import Annotation, Image, Lease, Project, Region, Token, UTCDateTime, utcnow
 from service.queue_pg import call_lease
+from service.schemas.token import TokenPublic
 
 MAX_LIVE_LEASES = 2  # the region on screen + the prefetched next one
 _CANDIDATE = aliased(Region, name="cand")  # the claim's inner scan, never correlated to the UPDATE's row
@@ -274,7 +274,7 @@ class LeasedRegion:
 _REGION_FIELDS = [f for f in LeasedRegion.__dataclass_fields__ if f != "image"]
 
 
-def lease_next(session: Session, settings, project_id: int, token: Token | Caller, *,
+def lease_next(session: Session, settings, project_id: int, token: Token | TokenPublic, *,
                holding: Iterable[str] = (), now: datetime | None = None) -> LeasedRegion | None:
     """Lease the best queued region of a project to `token` (see the module docstring); commits.
 
@@ -406,7 +406,7 @@ def _unmirror(region: Region, lease: Lease, status: str) -> None:
         region.lease_expires_at = None
 
 
-def renew(session: Session, settings, lease_id: str, token: Token | Caller,
+def renew(session: Session, settings, lease_id: str, token: Token | TokenPublic,
           now: datetime | None = None) -> Lease:
     now = now or utcnow()
     with write_tx(session, durable=False):
@@ -418,7 +418,8 @@ def renew(session: Session, settings, lease_id: str, token: Token | Caller,
     return lease
 
 
-def release(session: Session, lease_id: str, token: Token | Caller, now: datetime | None = None) -> Lease:
+def release(session: Session, lease_id: str, token: Token | TokenPublic,
+            now: datetime | None = None) -> Lease:
     """Give the region back to the queue unlabeled."""
     now = now or utcnow()
     with write_tx(session, durable=False):
@@ -430,7 +431,7 @@ def release(session: Session, lease_id: str, token: Token | Caller, now: datetim
     return lease
 
 
-def skip(session: Session, settings, lease_id: str, token: Token | Caller, reason: str,
+def skip(session: Session, settings, lease_id: str, token: Token | TokenPublic, reason: str,
          now: datetime | None = None) -> Lease:
     """End the lease; this token never gets the region again; enough skips retire it for everyone."""
     now = now or utcnow()

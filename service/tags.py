@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from service.auth import Caller
 from service.models import Image, ImageTag, Project, Token
+from service.schemas.token import TokenPublic
 
 
 class UnknownClasses(ValueError):
@@ -32,7 +32,7 @@ def validate_class_ids(project: Project, class_ids: Iterable[int]) -> list[int]:
 
 
 def set_tags(session: Session, image: Image, class_ids: Iterable[int],
-             token: Token | Caller | None) -> ImageTag:
+             token: Token | TokenPublic | None) -> ImageTag:
     """Validate and append a tag row for `image`; committed."""
     ids = validate_class_ids(session.get(Project, image.project_id), class_ids)
     row = ImageTag(image_id=image.id, class_ids=ids, token_id=token.id if token else None)

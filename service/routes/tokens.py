@@ -1,42 +1,17 @@
 """Tokens: who am I (any token); create, list and revoke tokens (admin). Values are shown once."""
 
-from datetime import datetime
-from typing import Literal
-
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from service.auth import AdminToken, Caller, CurrentToken, SessionDep, create_token, hash_token, token_cache
+from service.auth import AdminToken, CurrentToken, SessionDep, create_token, hash_token, token_cache
 from service.models import Token
+from service.schemas.token import TokenCreate, TokenCreated, TokenPublic
 
 router = APIRouter(prefix="/api", tags=["tokens"])
 
 
-class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
-    role: Literal["admin", "annotator"] = "annotator"
-
-
-class TokenPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    name: str
-    role: str
-    revoked: bool
-    created_at: datetime
-    last_used_at: datetime | None
-
-
-class TokenCreated(TokenPublic):
-    token: str = Field(description="The bearer token itself; it is stored hashed and never shown again.")
-
-
 @router.get("/me", response_model=TokenPublic)
-def me(token: CurrentToken) -> Caller:
+def me(token: CurrentToken) -> TokenPublic:
     return token
 
 

@@ -97,12 +97,15 @@ def test_tokens_are_stored_hashed(session, admin_token):
 def test_token_cache_trusts_a_lookup_for_its_ttl_only():
     from datetime import UTC, datetime
 
-    from service.auth import Caller, TokenCache
+    from service.auth import TokenCache
+    from service.schemas.token import TokenPublic
 
     now = [100.0]
     cache = TokenCache(ttl=5, size=2, clock=lambda: now[0])
-    alice = Caller(1, "alice", "annotator", False, datetime(2026, 1, 1, tzinfo=UTC), None)
-    bob = Caller(2, "bob", "admin", False, datetime(2026, 1, 1, tzinfo=UTC), None)
+    alice = TokenPublic(id=1, name="alice", role="annotator", revoked=False,
+                        created_at=datetime(2026, 1, 1, tzinfo=UTC), last_used_at=None)
+    bob = TokenPublic(id=2, name="bob", role="admin", revoked=False,
+                      created_at=datetime(2026, 1, 1, tzinfo=UTC), last_used_at=None)
     cache.put("ha", alice)
     assert cache.get("ha") is alice and cache.get("hb") is None
     now[0] = 104.9
