@@ -169,8 +169,25 @@ def class_balance_weights(class_counts: np.ndarray) -> np.ndarray:
     return np.sqrt((1.0 / k) / freq)
 
 
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """bf16 where the GPU has it, else fp16."""
+    return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
+
+
+def forward_at(model: torch.nn.Module, x: torch.Tensor, amp: bool, factor: float = 1.0) -> torch.Tensor:
+    """Logits `[B,K,H,W]` at `x`'s size, the model run on `x` resized by `factor` (< 1: the base size)."""
+    size = x.shape[-2:]
+    if factor < 1.0:
+        scaled = (max(1, round(size[0] * factor)), max(1, round(size[1] * factor)))
+        x = F.interpolate(x, size=scaled, mode="bilinear", align_corners=False, antialias=True)
+    out = _forward(model, x, amp)
+    if out.shape[-2:] != size:
+        out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+    return out
+
+
 def _forward(model: torch.nn.Module, x: torch.Tensor, amp: bool) -> torch.Tensor:
-    with torch.autocast(device_type=x.device.type, dtype=torch.float16, enabled=amp and x.is_cuda):
+    with torch.autocast(device_type=x.device.type, dtype=amp_dtype(x.device), enabled=amp and x.is_cuda):
         out = model(x)
     if isinstance(out, dict):  # torchvision-style segmentation models
         out = out["out"]
@@ -181,8 +198,8 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, amp: bool) -> torch.Tensor
 
 def _score_batch(model, images: list[np.ndarray], labels: list[np.ndarray | None], *, metric: str,
                  region_kind: str, region_size: int, weights: torch.Tensor | None, device: torch.device,
-                 want_pred: bool, amp: bool, buffers: dict | None = None,
-                 ) -> tuple[torch.Tensor, torch.Tensor | None, list, list]:
+                 want_pred: bool, amp: bool, buffers: dict | None = None, maps: list | None = None,
+                 factor: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None, list, list]:
     """One batch of equal-size images -> (device `[3, R]` rows uncertainty/unlabeled/balance, argmax, ...)."""
     b = len(images)
     h, w = images[0].shape[:2]
@@ -193,7 +210,7 @@ def _score_batch(model, images: list[np.ndarray], labels: list[np.ndarray | None
     if model is not None and (metric != "random" or want_pred or weights is not None):
         x = torch.from_numpy(np.stack(images)).to(device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        logits = _forward(model, x, amp)
+        logits = forward_at(model, x, amp, factor)
         peak = None
         if metric != "random":
             u, peak = uncertainty_from_logits(logits, metric, buffers)
@@ -202,15 +219,16 @@ def _score_batch(model, images: list[np.ndarray], labels: list[np.ndarray | None
             pred = channel_argmax(logits, peak if logits.is_contiguous() else None)
     u = torch.zeros_like(unl) if u is None else u
     planes = [u, unl] if weights is None or pred is None else [u, unl, weights[pred.long()] * unl]
-    maps, counts = [], []
+    counts = []
     if region_kind == "grid":
+        maps = []
         p = len(planes)
         stacked = grid_sums(torch.stack(planes, 1).reshape(b * p, h, w), region_size)
         stacked = stacked.reshape(b, p, -1).permute(1, 0, 2).reshape(p, -1)
         counts = [stacked.shape[1] // b] * b
         pixels = torch.from_numpy(grid_cell_counts(h, w, region_size).reshape(-1)).to(device).repeat(b)
     else:
-        maps = [slic_regions(im, region_size) for im in images]
+        maps = maps if maps is not None else [slic_regions(im, region_size) for im in images]
         ids, counts = stack_label_maps(maps)
         ids_t = torch.from_numpy(ids).to(device).long()
         n = sum(counts)

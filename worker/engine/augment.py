@@ -29,7 +29,8 @@ def label_tensor(label: np.ndarray) -> torch.Tensor:
 
 
 def _rand(generator: torch.Generator | None, *shape: int) -> torch.Tensor:
-    return torch.rand(*shape, generator=generator)
+    """Uniforms on the generator's device (the training device: no host round trip)."""
+    return torch.rand(*shape, generator=generator, device=generator.device if generator else None)
 
 
 def weak_augment(image: torch.Tensor, label: torch.Tensor, *, crop: int,
@@ -99,7 +100,7 @@ def gaussian_blur(x: torch.Tensor, prob: float = 0.5, sigma: tuple[float, float]
     b, c, h, w = x.shape
     u = _rand(generator, 2, b)
     sig = sigma[0] + u[0] * (sigma[1] - sigma[0])
-    t = torch.arange(-2, 3, dtype=torch.float32)
+    t = torch.arange(-2, 3, dtype=torch.float32, device=u.device)
     k = torch.exp(-0.5 * (t[None, :] / sig[:, None]) ** 2)
     k = k / k.sum(1, keepdim=True)
     identity = (t == 0).float().expand(b, 5)

@@ -15,30 +15,72 @@ import torch
 from torch import nn
 
 from worker.engine import checkpoint as ckpt_io
-from worker.engine.acquisition import acquire, check_metric
-from worker.engine.metrics import ConfusionMeter, iou_list, miou
+from worker.engine.acquisition import check_metric, class_balance_weights
+from worker.engine.loader import default_loader_workers
+from worker.engine.metrics import iou_list, miou
+from worker.engine.pool import ArrayPool, FilePool, LabelStats, Pool, Sample, check_pool
 from worker.engine.pseudoseg_report import check_tags, classifier_uncertainty, module_state
 from worker.engine.regions import SelectedRegion, check_region_kind
 from worker.engine.selection import check_budget
+from worker.engine.stream import evaluate_pool, score_and_select
 from worker.engine.trainer import Cancelled, TrainConfig, train
 
-__all__ = ["AcquisitionConfig", "Cancelled", "CycleData", "CycleOutput", "SelectedRegion", "TrainConfig",
-           "check_cycle_inputs", "evaluate", "run_cycle"]
+__all__ = ["AcquisitionConfig", "Cancelled", "CycleData", "CycleOutput", "FilePool", "Sample", "SelectedRegion",
+           "TrainConfig", "check_cycle_inputs", "evaluate", "run_cycle"]
 
 IGNORE = 255
 Progress = Callable[[str, int, int, dict], None]
 
 
-@dataclass
 class CycleData:
-    images: list[np.ndarray]  # train pool, HxWx3 uint8 (sizes may differ)
-    labels: list[np.ndarray]  # HxW uint8 class ids, 255 = unlabeled
-    val_images: list[np.ndarray]
-    val_labels: list[np.ndarray]  # ground truth for evaluation (255 ignored)
-    num_classes: int
-    class_names: list[str]
-    # PseudoSeg (issue 6): per train image, the class ids an annotator tagged it with, or None.
-    tags: list[list[int] | None] | None = None
+    """The train pool (images with their current labels) and the val pool (images with ground truth).
+
+    `CycleData(images, labels, val_images, val_labels, ...)` wraps arrays in memory; `from_pools` takes
+    any pools, e.g. `FilePool`s of files that are read only when needed. `images`/`labels` read lazily.
+    """
+
+    def __init__(self, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                 val_images: Sequence[np.ndarray], val_labels: Sequence[np.ndarray], num_classes: int,
+                 class_names: list[str], tags: list[list[int] | None] | None = None) -> None:
+        self.train: Pool = ArrayPool(images, labels)
+        self.val: Pool = ArrayPool(val_images, val_labels)
+        self.num_classes, self.class_names = num_classes, class_names
+        # PseudoSeg: per train image, the class ids an annotator tagged it with, or None.
+        self.tags = tags
+        self._stats: LabelStats | None = None
+
+    @classmethod
+    def from_pools(cls, train: Pool, val: Pool, num_classes: int, class_names: list[str],
+                   tags: list[list[int] | None] | None = None) -> CycleData:
+        data = cls([], [], [], [], num_classes, class_names, tags)
+        data.train, data.val = train, val
+        return data
+
+    @property
+    def images(self) -> Sequence[np.ndarray]:
+        return self.train.images
+
+    @property
+    def labels(self) -> Sequence[np.ndarray]:
+        return self.train.labels
+
+    @property
+    def val_images(self) -> Sequence[np.ndarray]:
+        return self.val.images
+
+    @property
+    def val_labels(self) -> Sequence[np.ndarray]:
+        return self.val.labels
+
+    def stats(self) -> LabelStats:
+        """Checks every train sample (once per CycleData: labels are not expected to change under it)."""
+        if self._stats is None:
+            self._stats = check_pool(self.train, self.num_classes, "train")
+        return self._stats
+
+    def forget_stats(self) -> None:
+        """After labels were changed in place (the simulator's oracle), the next cycle re-reads them."""
+        self._stats = None
 
 
 @dataclass
@@ -62,73 +104,45 @@ class AcquisitionConfig:
 
 @dataclass
 class CycleOutput:
-    regions: list[SelectedRegion]
-    predictions: list[np.ndarray]
+    regions: list[SelectedRegion]  # best first; each carries its pre-label (None on a cold start)
     metrics: dict
     checkpoint: dict
-    # PseudoSeg (issue 6): the image classifier's uncertainty per train image (orders the tagging queue).
+    # PseudoSeg: the image classifier's uncertainty per train image (orders the tagging queue).
     tag_uncertainty: list[float] | None = None
 
 
-def _check_pairs(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], k: int, what: str) -> None:
-    if len(images) != len(labels):
-        raise ValueError(f"{what}: {len(images)} images but {len(labels)} label masks")
-    for i, (im, lab) in enumerate(zip(images, labels, strict=True)):
-        if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
-            raise ValueError(f"{what} image {i}: expected HxWx3 uint8, got {im.shape} {im.dtype}")
-        if lab.shape != im.shape[:2] or lab.dtype != np.uint8:
-            raise ValueError(f"{what} mask {i}: expected {im.shape[:2]} uint8, got {lab.shape} {lab.dtype}")
-        bad = np.setdiff1d(np.unique(lab), np.r_[np.arange(k), IGNORE])
-        if bad.size:
-            raise ValueError(f"{what} mask {i}: values {bad.tolist()[:10]} are neither a class id "
-                             f"(0..{k - 1}) nor {IGNORE}")
-
-
-def check_cycle_inputs(config: TrainConfig, data: CycleData, acquisition: AcquisitionConfig) -> None:
-    """Raise ValueError naming the problem; called before any training."""
+def check_cycle_inputs(config: TrainConfig, data: CycleData, acquisition: AcquisitionConfig) -> LabelStats:
+    """Raise ValueError naming the problem (and the image); called before any training. Returns the
+    train pool's label statistics (one pass over the labels, one image at a time)."""
     config.validate()
     acquisition.validate()
     if data.num_classes < 2 or len(data.class_names) != data.num_classes:
         raise ValueError(f"num_classes {data.num_classes} must be >= 2 and match "
                          f"{len(data.class_names)} class names")
-    if not data.images:
+    if not len(data.train):
         raise ValueError("the training pool is empty")
-    _check_pairs(data.images, data.labels, data.num_classes, "train")
-    _check_pairs(data.val_images, data.val_labels, data.num_classes, "val")
-    check_tags(data.tags, len(data.images), data.num_classes)  # PseudoSeg (issue 6)
+    stats = data.stats()
+    check_pool(data.val, data.num_classes, "val")
+    check_tags(data.tags, len(data.train), data.num_classes)
+    return stats
 
 
-@torch.inference_mode()
 def evaluate(model: nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
              num_classes: int, *, batch_size: int = 32, device: str | torch.device = "cpu",
-             amp: bool = False,             progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+             amp: bool = False, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Confusion matrix (rows = target) of `model`'s argmax on images; consecutive equal sizes are batched."""
-    device = torch.device(device)
-    meter = ConfusionMeter(num_classes)
-    model.eval()
-    i = 0
-    while i < len(images):
-        j = i + 1
-        while j < len(images) and j - i < batch_size and images[j].shape == images[i].shape:
-            j += 1
-        x = torch.from_numpy(np.stack(images[i:j])).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-        with torch.autocast(device.type, torch.float16, enabled=amp and device.type == "cuda"):
-            pred = model(x).argmax(1)
-        meter.update(pred, torch.from_numpy(np.stack(labels[i:j])).to(device))
-        i = j
-        if progress is not None:
-            progress(i, len(images))
-    return meter.cm
+    return evaluate_pool(model, ArrayPool(images, labels), num_classes, device=torch.device(device), amp=amp,
+                         batch_size=batch_size, progress=progress)
 
 
 def run_cycle(config: TrainConfig, data: CycleData, acquisition: AcquisitionConfig, *,
               progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
               init_checkpoint: dict | None = None) -> CycleOutput:
-    """Train on `data`, select the next regions, evaluate on `val`. Cold start (nothing labeled):
-    no training, random regions, predictions all 255, `metrics["cold_start"] = True`, checkpoint {}."""
-    check_cycle_inputs(config, data, acquisition)
-    total = sum(lab.size for lab in data.labels)
-    labeled = sum(int((lab != IGNORE).sum()) for lab in data.labels)
+    """Train on `data`, select the next regions (with their pre-labels), evaluate on `val`. Cold start
+    (nothing labeled): no training, random regions without pre-labels, `metrics["cold_start"] = True`,
+    checkpoint {}."""
+    stats = check_cycle_inputs(config, data, acquisition)
+    total, labeled = int(stats.pixels.sum()), int(stats.labeled.sum())
     metrics: dict = {"labeled_fraction": labeled / total, "labeled_pixels": labeled, "total_pixels": total,
                      "cold_start": labeled == 0}
 
@@ -140,36 +154,38 @@ def run_cycle(config: TrainConfig, data: CycleData, acquisition: AcquisitionConf
                 progress(phase, done, count, {})
         return report
 
-    acq = dict(num_classes=data.num_classes, region_kind=acquisition.region_kind,
-               region_size=acquisition.region_size, budget_regions=acquisition.budget_regions,
-               budget_fraction=acquisition.budget_fraction, per_image=acquisition.per_image,
-               class_balance=acquisition.class_balance, seed=acquisition.seed)
+    workers = default_loader_workers() if config.loader_workers is None else config.loader_workers
+    acq = dict(region_kind=acquisition.region_kind, region_size=acquisition.region_size,
+               budget_regions=acquisition.budget_regions, budget_fraction=acquisition.budget_fraction,
+               per_image=acquisition.per_image, total_pixels=total, seed=acquisition.seed,
+               base_size=config.base, batch_size=config.eval_batch_size, max_pixels=config.eval_pixels,
+               workers=workers, progress=stage("score"))
     if labeled == 0:
         start = time.perf_counter()
-        regions, _ = acquire(None, data.images, data.labels, metric="random", return_predictions=False,
-                             progress=stage("score"), **acq)
+        regions = score_and_select(None, data.train, metric="random", device=torch.device("cpu"), **acq)
         metrics.update(score_seconds=time.perf_counter() - start, iterations=0, miou=None, per_class_iou=None)
-        predictions = [np.full(im.shape[:2], IGNORE, np.uint8) for im in data.images]
-        return CycleOutput(regions, predictions, metrics, {})
+        return CycleOutput(regions, metrics, {})
 
     result = train(config, data, progress, should_stop, init_state=init_checkpoint)
     device, amp = torch.device(result.device), config.amp and result.device.startswith("cuda")
     start = time.perf_counter()
-    regions, pool = acquire(result.teacher, data.images, data.labels, metric=acquisition.metric,
-                            batch_size=config.eval_batch_size, device=device, amp=amp,
-                            return_predictions=True, progress=stage("score"), **acq)
+    weights = class_balance_weights(stats.class_counts) if acquisition.class_balance else None
+    regions = score_and_select(result.teacher, data.train, metric=acquisition.metric, class_weights=weights,
+                               device=device, amp=amp, **acq)
     metrics.update(train_seconds=result.seconds, score_seconds=time.perf_counter() - start,
+                   data_wait_seconds=round(result.data_wait_seconds, 3),
                    iterations=result.iterations, losses=result.losses, device=result.device)
-    if data.val_images:
+    if len(data.val):
         start = time.perf_counter()
-        cm = evaluate(result.teacher, data.val_images, data.val_labels, data.num_classes,
-                      batch_size=config.eval_batch_size, device=device, amp=amp, progress=stage("evaluate"))
+        cm = evaluate_pool(result.teacher, data.val, data.num_classes, device=device, amp=amp,
+                           base_size=config.base, batch_size=config.eval_batch_size,
+                           max_pixels=config.eval_pixels, workers=workers, progress=stage("evaluate"))
         value = miou(cm)
         metrics.update(miou=None if np.isnan(value) else value, per_class_iou=iou_list(cm),
                        evaluate_seconds=time.perf_counter() - start)
     else:
         metrics.update(miou=None, per_class_iou=None)
-    # --- PseudoSeg (issue 6): classifier uncertainty per image, the module in the checkpoint ---
+    # PseudoSeg: classifier uncertainty per image, the module in the checkpoint.
     tag_uncertainty, extra = None, {}
     if result.pseudoseg is not None:
         start = time.perf_counter()
@@ -177,7 +193,6 @@ def run_cycle(config: TrainConfig, data: CycleData, acquisition: AcquisitionConf
                                                  batch_size=config.eval_batch_size, device=device)
         metrics["tag_seconds"] = time.perf_counter() - start
         extra["pseudoseg"] = module_state(result.pseudoseg)
-    # --- end PseudoSeg ---
     checkpoint = ckpt_io.make(result.student, result.teacher, config.to_dict(), data.class_names,
                               metrics={k: v for k, v in metrics.items() if k != "per_class_iou"}, **extra)
-    return CycleOutput(regions, pool.predictions or [], metrics, checkpoint, tag_uncertainty)
+    return CycleOutput(regions, metrics, checkpoint, tag_uncertainty)

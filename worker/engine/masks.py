@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 
 def _uniform(generator: torch.Generator | None, *shape: int) -> torch.Tensor:
-    return torch.rand(*shape, generator=generator)
+    """Uniforms drawn on the generator's device, returned on the CPU (these masks are built on the CPU)."""
+    return torch.rand(*shape, generator=generator, device=generator.device if generator else None).cpu()
 
 
 def classmix_mask(labels: torch.Tensor, *, class_weights: torch.Tensor | None = None, ignore_index: int = 255,
@@ -23,26 +24,44 @@ def classmix_mask(labels: torch.Tensor, *, class_weights: torch.Tensor | None = 
     (`ignore_index` excluded), ceil(C/2) are chosen: the rounding of the original ClassMix code
     (`(C + C % 2) / 2`), so an image with a single class is pasted whole and one with 3 pastes 2.
     Without `class_weights` the choice is uniform; with `class_weights` `[K]` (balanced ClassMix) the
-    classes are drawn without replacement with probability proportional to their weights.
+    classes are drawn without replacement with probability proportional to their weights (as Gumbel
+    top-k: the k largest `log w + Gumbel noise`, the same distribution as k successive weighted draws).
     An image with no class present (all ignored) gets an all-zero mask.
+
+    Everything runs on the labels' device as whole-batch tensor operations: no host sync. `generator`
+    must live on that device (or be None).
     """
     if labels.dim() != 3:
         raise ValueError(f"labels must be [B,H,W], got {tuple(labels.shape)}")
-    cpu = labels.detach().cpu()
-    masks = torch.zeros(cpu.shape, dtype=torch.float32)
-    for b in range(cpu.shape[0]):
-        present = torch.unique(cpu[b])
-        present = present[present != ignore_index]
-        if present.numel() == 0:
-            continue
-        k = (present.numel() + 1) // 2
-        if class_weights is None:
-            order = torch.randperm(present.numel(), generator=generator)
-        else:
-            w = class_weights.detach().cpu().double()[present].clamp_min(1e-12)
-            order = torch.multinomial(w, present.numel(), replacement=False, generator=generator)
-        masks[b] = torch.isin(cpu[b], present[order[:k]]).float()
-    return masks.unsqueeze(1).to(labels.device)
+    device, b = labels.device, labels.shape[0]
+    ids = labels.reshape(b, -1).long()
+    present = torch.zeros(b, 256, dtype=torch.bool, device=device).scatter_(1, ids.clamp(0, 255), True)
+    if 0 <= ignore_index < 256:
+        present[:, ignore_index] = False
+    keys = choice_keys(b, class_weights, generator, device)
+    chosen = chosen_classes(present, keys)
+    return chosen.gather(1, ids.clamp(0, 255)).view(labels.shape).unsqueeze(1).float()
+
+
+def choice_keys(b: int, class_weights: torch.Tensor | None, generator: torch.Generator | None,
+                device: torch.device) -> torch.Tensor:
+    """`[B,256]` random keys; the classes with the largest keys are the ones pasted."""
+    u = torch.rand(b, 256, generator=generator, device=generator.device if generator else device).to(device)
+    if class_weights is None:
+        return u
+    w = torch.zeros(256, dtype=torch.float64, device=device)
+    w[:class_weights.numel()] = class_weights.detach().to(device).double().clamp_min(1e-12)
+    gumbel = -torch.log(-torch.log(u.double().clamp(1e-300, 1.0 - 1e-16)))
+    return w.log() + gumbel
+
+
+def chosen_classes(present: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """`[B,256]` bool: per row, the ceil(C/2) present classes with the largest keys (C = present count)."""
+    keys = keys.masked_fill(~present, float("-inf"))
+    order = keys.argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(256, device=keys.device).expand_as(order))
+    half = (present.sum(1, keepdim=True) + 1) // 2
+    return present & (rank < half)
 
 
 def cutmix_mask(batch: int, height: int, width: int, *, proportion: float = 0.5,
@@ -97,7 +116,8 @@ def cow_mask(batch: int, height: int, width: int, *, proportion: float | torch.T
     for b in range(batch):
         kernel = _gaussian_kernel(float(log_sigmas[b].exp()))
         r = kernel.numel() // 2
-        noise = torch.randn(1, 1, height + 2 * r, width + 2 * r, generator=generator)
+        noise = torch.randn(1, 1, height + 2 * r, width + 2 * r, generator=generator,
+                            device=generator.device if generator else None).cpu()
         smooth = F.conv2d(noise, kernel.view(1, 1, 1, -1))
         smooth = F.conv2d(smooth, kernel.view(1, 1, -1, 1))
         p = float(props[b])

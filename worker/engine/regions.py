@@ -19,7 +19,7 @@ REGION_KINDS = ("grid", "superpixel")
 
 @dataclass
 class SelectedRegion:
-    image_index: int  # index into the pool (CycleData.images)
+    image_index: int  # index into the pool (CycleData.train)
     x: int
     y: int
     w: int
@@ -27,6 +27,7 @@ class SelectedRegion:
     superpixel_id: int  # -1 for grid cells
     score: float
     mask: np.ndarray | None  # None for grid; for superpixels an hxw bool array inside the box
+    prelabel: np.ndarray | None = None  # the teacher's argmax in the box (255 off the region); None: none
 
 
 def check_region_kind(kind: str, size: int) -> None:

@@ -29,8 +29,15 @@ def class_weights(labels: Iterable[np.ndarray], num_classes: int) -> torch.Tenso
     return torch.from_numpy(w / w.sum()).float()
 
 
+def weights_from_counts(counts: np.ndarray) -> torch.Tensor:
+    """`class_weights` from per-class labeled pixel counts `[K]` (one pass over the pool gives them)."""
+    w = 1.0 / (np.asarray(counts, dtype=np.float64) + 1.0)
+    return torch.from_numpy(w / w.sum()).float()
+
+
 class ReplayBuffer:
-    """Ring buffer of crops; memory is fixed by `capacity` and the crop size, not by the pool."""
+    """Ring buffer of crops on the device of the crops pushed; memory is fixed by `capacity` and the crop
+    size, not by the pool. Push and sample are whole-tensor operations: no host sync."""
 
     def __init__(self, capacity: int, num_classes: int) -> None:
         if capacity < 2:
@@ -42,7 +49,7 @@ class ReplayBuffer:
         self._images: torch.Tensor | None = None  # uint8 [N,3,H,W]
         self._labels: torch.Tensor | None = None  # uint8 [N,H,W], 255 = unlabeled
         self._inside: torch.Tensor | None = None  # bool [N,H,W], False on padding
-        self._classes = torch.zeros(capacity, num_classes, dtype=torch.bool)
+        self._classes: torch.Tensor | None = None  # bool [N,K]: classes the teacher saw in the crop
 
     def __len__(self) -> int:
         return self.size
@@ -50,34 +57,41 @@ class ReplayBuffer:
     def push(self, images: torch.Tensor, labels: torch.Tensor, inside: torch.Tensor,
              targets: torch.Tensor) -> None:
         """`images` float `[B,3,H,W]` in [0,1]; `labels`/`targets` `[B,H,W]` (human / teacher classes)."""
-        images, labels, inside, targets = (t.detach().cpu() for t in (images, labels, inside, targets))
+        images, labels, inside, targets = (t.detach() for t in (images, labels, inside, targets))
+        device = images.device
         if self._images is None:
-            self._images = torch.zeros(self.capacity, *images.shape[1:], dtype=torch.uint8)
-            self._labels = torch.zeros(self.capacity, *labels.shape[1:], dtype=torch.uint8)
-            self._inside = torch.zeros(self.capacity, *labels.shape[1:], dtype=torch.bool)
-        for b in range(images.shape[0]):
-            i = self._next
-            self._images[i] = (images[b] * 255.0).round().clamp(0, 255).to(torch.uint8)
-            self._labels[i] = labels[b].to(torch.uint8)
-            self._inside[i] = inside[b]
-            present = torch.bincount(targets[b].reshape(-1).long().clamp(0, self.num_classes - 1),
-                                     minlength=self.num_classes) > 0
-            self._classes[i] = present
-            self._next = (i + 1) % self.capacity
-            self.size = min(self.size + 1, self.capacity)
+            self._images = torch.zeros(self.capacity, *images.shape[1:], dtype=torch.uint8, device=device)
+            self._labels = torch.zeros(self.capacity, *labels.shape[1:], dtype=torch.uint8, device=device)
+            self._inside = torch.zeros(self.capacity, *labels.shape[1:], dtype=torch.bool, device=device)
+            self._classes = torch.zeros(self.capacity, self.num_classes, dtype=torch.bool, device=device)
+        b = images.shape[0]
+        # The last `capacity` of the batch, at the ring positions they would take one by one.
+        keep = min(b, self.capacity)
+        slots = torch.arange(self._next + b - keep, self._next + b, device=device) % self.capacity
+        images, labels, inside, targets = images[b - keep:], labels[b - keep:], inside[b - keep:], targets[b - keep:]
+        self._images[slots] = (images * 255.0).round().clamp(0, 255).to(torch.uint8)
+        self._labels[slots] = labels.to(torch.uint8)
+        self._inside[slots] = inside
+        flat = targets.reshape(keep, -1).long().clamp(0, self.num_classes - 1)
+        present = torch.zeros(keep, self.num_classes, dtype=torch.bool, device=device)
+        self._classes[slots] = present.scatter_(1, flat, True)
+        self._next = (self._next + b) % self.capacity
+        self.size = min(self.size + b, self.capacity)
 
     def sample(self, n: int, weights: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> tuple[Crops, Crops]:
         """n pairs -> ((x_a, y_a, inside_a), (x_b, y_b, inside_b)); x float [0,1], y long."""
         if self.size < 2:
             raise ValueError("replay buffer needs at least 2 crops to sample pairs")
+        device = self._images.device
         if weights is None:
-            score = torch.ones(self.size, dtype=torch.float64)
+            score = torch.ones(self.size, dtype=torch.float64, device=device)
         else:
-            w = weights.detach().cpu().double()
+            w = weights.detach().to(device).double()
             score = (self._classes[:self.size].double() * w).amax(1).clamp_min(1e-12)
-        a = torch.multinomial(score, n, replacement=True, generator=generator)
-        b = torch.randint(0, self.size, (n,), generator=generator)
+        gdev = generator.device if generator is not None else device
+        a = torch.multinomial(score.to(gdev), n, replacement=True, generator=generator).to(device)
+        b = torch.randint(0, self.size, (n,), generator=generator, device=gdev).to(device)
         return self._get(a), self._get(b)
 
     def _get(self, idx: torch.Tensor) -> Crops:

@@ -22,12 +22,18 @@ class EMATeacher:
         self.module = copy.deepcopy(student).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
+        self._params: tuple[list, list] | None = None
+        self._buffers: tuple[list, list] = ([], [])
 
     @torch.no_grad()
     def update(self, step: int) -> float:
         m = min(1.0 - 1.0 / (step + 1), self.momentum)
-        for t, s in zip(self.module.parameters(), self.student.parameters(), strict=True):
-            t.mul_(m).add_(s.detach(), alpha=1.0 - m)
-        for t, s in zip(self.module.buffers(), self.student.buffers(), strict=True):
-            t.copy_(s)
+        if self._params is None:
+            self._params = ([p for p in self.module.parameters()], [p for p in self.student.parameters()])
+            self._buffers = ([b for b in self.module.buffers()], [b for b in self.student.buffers()])
+        teacher, student = self._params
+        # t := m t + (1 - m) s in one fused kernel per dtype/device group, with no host sync.
+        torch._foreach_lerp_(teacher, student, 1.0 - m)
+        if self._buffers[0]:
+            torch._foreach_copy_(self._buffers[0], self._buffers[1])
         return m

@@ -7,6 +7,10 @@ with colour jitter and blur and is trained toward the mixed teacher targets, wei
 the teacher's confidence and per image by eta (see losses.py). `balanced_classmix` adds a second
 term on pairs from the replay buffer with tail classes pasted more often. The teacher is an EMA of
 the student and is the model returned for scoring.
+
+Crops come from worker/engine/loader.py (lazily decoded, in loader processes). Nothing in a step waits
+for the host: masks and the replay buffer live on the device and losses are read back every
+`log_every` steps.
 """
 
 from __future__ import annotations
@@ -14,143 +18,27 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Protocol
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from worker.engine import augment, pseudoseg_train
-from worker.engine.losses import (
-    CONSISTENCY,
-    labels_to_probs,
-    supervised_ce,
-    teacher_targets,
-    unsupervised_loss,
-)
+from worker.engine.config import DEVICES, INITS, MIX_MODES, MODEL_DEFAULTS, TrainConfig
+from worker.engine.loader import StepDraws, crop_loader, default_loader_workers, to_device
+from worker.engine.losses import supervised_ce, teacher_targets
 from worker.engine.masks import classmix_mask, cow_mask, cutmix_mask
-from worker.engine.models import build_model, check_model_name
-from worker.engine.replay import ReplayBuffer, class_weights
+from worker.engine.models import build_model
+from worker.engine.replay import ReplayBuffer, weights_from_counts
+from worker.engine.targets import make_targets, mixed_input
 from worker.engine.teacher import EMATeacher
 
-MIX_MODES = ("classmix", "balanced_classmix", "cutmix", "cowmix", "cowout", "none")
-INITS = ("pretrained", "previous")
-DEVICES = ("auto", "cpu", "cuda")
-# Per-model defaults. The published S4AL values (lr 1e-2, random scale) are for an ImageNet-pretrained
-# DeepLabv3+ on street scenes. unet_small starts from random weights on small images; measured with full
-# labels on fashion-scenes 64x64 (val mIoU, teacher): lr 1e-1 beat 5e-2 and 1e-2 at 1000-1500 steps
-# (0.251 / 0.242 / 0.09), and random rescaling (0.75-1.25) left training unconverged where the data
-# already varies object scale. Without it, full labels, seed 0 (deterministic on CPU): 1500 / 3000 /
-# 6000 / 12000 steps -> 0.294 / 0.328 / 0.363 / 0.364 val mIoU.
-DEFAULT_LR = {"unet_small": 1e-1, "deeplabv3plus_mobilenetv2": 1e-2}
-DEFAULT_SCALE = {"unet_small": (1.0, 1.0), "deeplabv3plus_mobilenetv2": (0.5, 1.5)}
+__all__ = ["DEVICES", "INITS", "MIX_MODES", "MODEL_DEFAULTS", "Cancelled", "TrainConfig", "TrainResult",
+           "resolve_device", "train", "unsup_weight"]
 
 
 class Cancelled(Exception):
     """Raised by `train` when `should_stop()` returns True."""
-
-
-class TrainData(Protocol):
-    images: list[np.ndarray]  # HxWx3 uint8
-    labels: list[np.ndarray]  # HxW uint8, 255 = unlabeled
-    num_classes: int
-
-
-@dataclass
-class TrainConfig:
-    model: str = "unet_small"
-    weights: str | None = None  # ImageNet MobileNetV2 file for deeplab; None = the packaged file
-    init: str = "pretrained"  # pretrained: fresh model each cycle (S4AL) | previous: warm start
-    iterations: int = 1000
-    batch_size: int = 8  # labeled crops per step
-    unlabeled_batch_size: int = 8  # pool crops per step, mixed in pairs (i, i-1)
-    replay_batch_size: int = 4  # mixed pairs per step from the replay buffer (balanced_classmix)
-    replay_size: int = 256  # crops kept in the replay buffer
-    crop_size: int = 64
-    scale_range: tuple[float, float] | None = None  # random rescaling; None = DEFAULT_SCALE[model]
-    flip: bool = True
-    lr: float | None = None  # None = DEFAULT_LR[model]
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    poly_power: float = 0.9
-    warmup_fraction: float = 0.1  # supervised-only share of the iterations
-    ema_momentum: float = 0.99
-    tau: float = 0.97
-    mix: str = "classmix"
-    consistency: str = "ce"  # ce (S4AL, ClassMix) | mse (French et al.)
-    cutout: bool = False  # CutOut on the student's view as well
-    color_jitter: float = 0.4
-    blur_prob: float = 0.5
-    cow_sigma: tuple[float, float] = (4.0, 16.0)
-    # --- PseudoSeg (issue 6; worker/engine/pseudoseg_train.py) ---
-    pseudo_label: str = "argmax"  # argmax: teacher argmax (S4AL, ClassMix) | pseudoseg: fused soft targets
-    pseudoseg_gamma: float = 0.5  # weight of the decoder's softmax in the fusion (1 - gamma: the SGC map)
-    pseudoseg_temperature: float = 0.5  # sharpening temperature T
-    pseudoseg_cutout: float = 0.04  # CutOut area on the student's view (PseudoSeg: 100x100 px of 513x513)
-    pseudoseg_background: int | None = None  # None: the class named "background", if there is one
-    # --- end PseudoSeg ---
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True  # mixed precision, CUDA only
-    eval_batch_size: int = 32
-    extra: dict = field(default_factory=dict)  # free-form notes carried into checkpoints
-
-    def __post_init__(self) -> None:
-        if self.scale_range is not None:
-            self.scale_range = tuple(self.scale_range)  # type: ignore[assignment]
-        self.cow_sigma = tuple(self.cow_sigma)  # type: ignore[assignment]
-
-    @property
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR.get(self.model, 1e-2)
-
-    @property
-    def scales(self) -> tuple[float, float]:
-        return self.scale_range if self.scale_range is not None else DEFAULT_SCALE.get(self.model, (1.0, 1.0))
-
-    def validate(self) -> None:
-        check_model_name(self.model)
-        choices = {"mix": (self.mix, MIX_MODES), "init": (self.init, INITS), "device": (self.device, DEVICES),
-                   "consistency": (self.consistency, CONSISTENCY)}
-        for name, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(allowed)}")
-        positive = {"iterations": self.iterations, "batch_size": self.batch_size, "crop_size": self.crop_size,
-                    "eval_batch_size": self.eval_batch_size, "replay_batch_size": self.replay_batch_size}
-        for name, value in positive.items():
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.unlabeled_batch_size < 2 and self.mix != "none":
-            raise ValueError("unlabeled_batch_size must be >= 2 to mix pairs")
-        if self.replay_size < 2:
-            raise ValueError(f"replay_size must be >= 2, got {self.replay_size}")
-        if not 0.0 < self.tau < 1.0 or not 0.0 <= self.ema_momentum < 1.0:
-            raise ValueError("tau must be in (0, 1) and ema_momentum in [0, 1)")
-        if not 0.0 <= self.warmup_fraction < 1.0:
-            raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
-        if len(self.scales) != 2 or not 0.0 < self.scales[0] <= self.scales[1]:
-            raise ValueError(f"scale_range must be (min, max) with 0 < min <= max, got {self.scale_range}")
-        if self.nesterov and self.momentum <= 0:
-            raise ValueError("nesterov needs momentum > 0")
-        if self.learning_rate <= 0:
-            raise ValueError(f"lr must be > 0, got {self.learning_rate}")
-        pseudoseg_train.check_config(self)  # PseudoSeg (issue 6)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys: {', '.join(unknown)}")
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["scale_range"] = None if self.scale_range is None else list(self.scale_range)
-        d["cow_sigma"] = list(self.cow_sigma)
-        return d
 
 
 @dataclass
@@ -162,6 +50,7 @@ class TrainResult:
     losses: dict[str, float]  # means over the last 10% of steps
     device: str
     pseudoseg: nn.Module | None = None  # PseudoSeg's EMA classifier + SGC (pseudo_label "pseudoseg")
+    data_wait_seconds: float = 0.0  # time the step spent waiting for the loader
 
 
 def resolve_device(device: str) -> torch.device:
@@ -172,155 +61,205 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _mask(mode: str, target_a: torch.Tensor, cfg: TrainConfig, weights: torch.Tensor | None,
-          gen: torch.Generator) -> torch.Tensor:
+def autocast_args(config: TrainConfig, device: torch.device) -> dict:
+    """bf16 where the GPU has it (no grad scaler needed), fp16 otherwise; off on CPU."""
+    if not (config.amp and device.type == "cuda"):
+        return {"dtype": torch.bfloat16, "enabled": False}
+    return {"dtype": torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16, "enabled": True}
+
+
+def unsup_weight(step: int, config: TrainConfig) -> float:
+    """The weight of the unsupervised terms at `step`. S4AL needs no ramp-up: eta, inside each term,
+    already scales it by the teacher's confidence (DESIGN §1)."""
+    return 1.0
+
+
+def mix_mask(mode: str, target_a: torch.Tensor, cfg: TrainConfig, weights: torch.Tensor | None,
+             gen: torch.Generator) -> torch.Tensor:
     b, h, w = target_a.shape
     if mode in ("classmix", "balanced_classmix"):
         return classmix_mask(target_a, class_weights=weights, generator=gen)
     if mode == "cutmix":
-        return cutmix_mask(b, h, w, proportion=0.5, generator=gen)
+        return cutmix_mask(b, h, w, proportion=0.5, generator=gen).to(target_a.device)
     # CowOut keeps a share p ~ U[0.25, 1] of each image (French et al.); CowMix mixes half and half.
-    p = 0.5 if mode == "cowmix" else 0.25 + 0.75 * torch.rand(b, generator=gen)
-    return cow_mask(b, h, w, proportion=p, sigma=cfg.cow_sigma, generator=gen)
+    p = 0.5 if mode == "cowmix" else 0.25 + 0.75 * torch.rand(b, generator=gen, device=gen.device).cpu()
+    return cow_mask(b, h, w, proportion=p, sigma=cfg.cow_sigma, generator=gen).to(target_a.device)
 
 
-def _mix_loss(student_logits: torch.Tensor, view_a: tuple, view_b: tuple, m: torch.Tensor,
-              mode: str, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss of the student on mixed images against mixed teacher targets; view = (probs, labels, inside)."""
-    if cfg.pseudo_label == "pseudoseg":  # PseudoSeg (issue 6): soft targets, views carry a confidence
-        return pseudoseg_train.mix_loss(student_logits, view_a, view_b, m, mode, cfg.tau)
-    (pa, ya, ia), (pb, yb, ib) = view_a, view_b
-    ta, ca = teacher_targets(pa, ya)
-    mm = m[:, 0] > 0.5
-    if mode == "cowout":  # the erased part carries no target: only kept pixels count
-        target, conf, valid = ta, ca, mm & ia
-        probs = labels_to_probs(pa, ya) if cfg.consistency == "mse" else None
-    else:
-        tb, cb = teacher_targets(pb, yb)
-        target, conf, valid = torch.where(mm, ta, tb), torch.where(mm, ca, cb), torch.where(mm, ia, ib)
-        probs = None
-        if cfg.consistency == "mse":
-            probs = torch.where(mm[:, None], labels_to_probs(pa, ya), labels_to_probs(pb, yb))
-    return unsupervised_loss(student_logits, target, conf, tau=cfg.tau, valid=valid,
-                             kind=cfg.consistency, target_probs=probs)
+@dataclass
+class Mix:
+    x: torch.Tensor  # the student's input
+    view_a: tuple
+    view_b: tuple
+    mask: torch.Tensor
 
 
-def _mixed_input(m: torch.Tensor, xa: torch.Tensor, xb: torch.Tensor, mode: str, cfg: TrainConfig,
-                 gen: torch.Generator) -> torch.Tensor:
-    other = augment.FILL.to(xa.device) if mode == "cowout" else xb
-    x = m * xa + (1 - m) * other
-    x = augment.strong_augment(x, jitter=cfg.color_jitter, blur_prob=cfg.blur_prob, generator=gen)
-    if cfg.cutout:
-        x, _ = augment.cutout(x, generator=gen)
-    return x
+class Step:
+    """The models and the state one training step touches."""
+
+    def __init__(self, config: TrainConfig, data, device: torch.device, init_state: dict | None,
+                 class_counts: np.ndarray) -> None:
+        self.cfg, self.device = config, device
+        self.autocast = autocast_args(config, device)
+        pretrained = (config.weights or True) if config.model == "deeplabv3plus_mobilenetv2" else None
+        student = build_model(config.model, data.num_classes, pretrained=pretrained)
+        if config.init == "previous" and init_state is not None:
+            student.load_state_dict(init_state["student"])
+        student = student.to(device).train()
+        if device.type == "cuda":
+            student = student.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True
+        self.student = student
+        self.forward = torch.compile(student) if config.compile else student
+        self.teacher = EMATeacher(student, config.ema_momentum)
+        self.targets = make_targets(config, data, student, device)
+        balanced = config.mix == "balanced_classmix"
+        self.weights = weights_from_counts(class_counts).to(device) if balanced else None
+        self.replay = ReplayBuffer(config.replay_size, data.num_classes) if balanced else None
+        params = list(student.parameters()) + self.targets.parameters()
+        self.optimizer = torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum,
+                                         nesterov=config.nesterov, weight_decay=config.weight_decay)
+        fp16 = self.autocast["enabled"] and self.autocast["dtype"] == torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+
+    def set_lr(self, step: int) -> float:
+        lr = self.cfg.learning_rate * (1.0 - step / self.cfg.iterations) ** self.cfg.poly_power
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def view(self, x, y, inside, indices) -> tuple:
+        return self.targets.view(self.teacher.module, x, y, inside, indices, self.autocast)
+
+    def mix(self, view_a: tuple, view_b: tuple, xa, xb, gen) -> Mix:
+        """Mask the pair (A, B) and make the student's input."""
+        m = mix_mask(self.cfg.mix, teacher_targets(view_a[0], view_a[1])[0], self.cfg, self.weights, gen)
+        x = mixed_input(m, xa, xb, self.cfg.mix, self.cfg, gen)
+        x, view_a, view_b = self.targets.cutout(x, view_a, view_b, gen)
+        return Mix(x, view_a, view_b, m)
+
+    def unsupervised_mix(self, xa, ya, ia, indices, gen) -> Mix:
+        """In-batch pairs of pool crops: image i with image i-1."""
+        view_a = self.view(xa, ya, ia, indices)
+        if self.replay is not None:
+            self.replay.push(xa, ya, ia, teacher_targets(view_a[0], ya)[0])
+        return self.mix(view_a, tuple(t.roll(1, 0) for t in view_a), xa, xa.roll(1, 0), gen)
+
+    def replay_mix(self, gen) -> Mix:
+        """Balanced ClassMix: pairs from the replay buffer, tail classes first. A replayed crop's image
+        (and so its tags) is unknown: indices None."""
+        (ra, rya, ria), (rb, ryb, rib) = self.replay.sample(self.cfg.replay_batch_size, self.weights, gen)
+        return self.mix(self.view(ra, rya, ria, None), self.view(rb, ryb, rib, None), ra, rb, gen)
+
+    def losses(self, step: int, x, y, inside, indices, gen) -> dict[str, torch.Tensor]:
+        """Every term of this step's loss (device scalars); "loss" is their weighted sum."""
+        n = self.cfg.batch_size
+        mixes = []
+        if x.shape[0] > n:  # the sampler adds pool crops once mixing has started
+            mixes.append(self.unsupervised_mix(x[n:], y[n:], inside[n:], indices[n:], gen))
+            if self.replay is not None:
+                mixes.append(self.replay_mix(gen))
+        inputs = [x[:n]] + [m.x for m in mixes]
+        with torch.autocast(self.device.type, **self.autocast):
+            logits = self.forward(torch.cat(inputs)).float()  # one pass: labeled + mixed (+ replay)
+        parts = logits.split([len(t) for t in inputs])
+        terms = {"sup": supervised_ce(parts[0], y[:n])}
+        terms.update(self.targets.student_losses(n, y[:n], indices[:n]))
+        loss = sum(terms.values())
+        weight = unsup_weight(step, self.cfg)
+        for name, part, mix in zip(("unsup", "replay"), parts[1:], mixes, strict=False):
+            term, eta = self.targets.mix_loss(part, mix.view_a, mix.view_b, mix.mask, self.cfg.mix)
+            loss = loss + weight * term
+            terms[name], terms[f"eta_{name}"] = term.detach(), eta.mean()
+        terms["loss"] = loss
+        return terms
+
+    def optimize(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    def update_teacher(self, step: int) -> None:
+        self.teacher.update(step)
+        self.targets.update(step)
 
 
-def train(config: TrainConfig, data: TrainData, progress: Callable[[str, int, int, dict], None] | None = None,
+class LossLog:
+    """Losses stay on the device; they are read back every `log_every` steps (one sync) and averaged on the
+    device over the last 10% of steps."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.every, self.iterations = config.log_every, config.iterations
+        self.tail_start = config.iterations - max(1, config.iterations // 10)
+        self.last: dict[str, float] = {}
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, step: int, terms: dict[str, torch.Tensor], lr: float) -> None:
+        if step >= self.tail_start:
+            for k, v in terms.items():
+                v = v.detach().float()
+                self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+                self.counts[k] = self.counts.get(k, 0) + 1
+        if (step + 1) % self.every == 0 or step + 1 == self.iterations:
+            keys = list(terms)
+            values = torch.stack([terms[k].detach().float() for k in keys]).tolist()
+            self.last = {**dict(zip(keys, values, strict=True)), "lr": lr}
+            if not math.isfinite(self.last["loss"]):
+                raise FloatingPointError(f"loss is {self.last['loss']} at step {step}")
+
+    def means(self) -> dict[str, float]:
+        keys = sorted(self.sums)
+        if not keys:
+            return {}
+        values = torch.stack([self.sums[k] / self.counts[k] for k in keys]).tolist()
+        return dict(zip(keys, values, strict=True))
+
+
+def train(config: TrainConfig, data, progress: Callable[[str, int, int, dict], None] | None = None,
           should_stop: Callable[[], bool] | None = None, init_state: dict | None = None) -> TrainResult:
-    """Train a student and its EMA teacher on `data` (see module doc). Deterministic for a seed on CPU.
+    """Train a student and its EMA teacher on `data` (a CycleData; see module doc). Deterministic for a
+    seed on CPU, whatever the number of loader workers.
 
     `init_state`: a checkpoint dict whose `student` weights start the model when `config.init` is
     `previous` (ignored for `pretrained`, and when None the model starts fresh as well).
     """
     config.validate()
     device = resolve_device(config.device)
-    use_amp = config.amp and device.type == "cuda"
-    k = data.num_classes
-    images = [augment.image_tensor(im) for im in data.images]
-    labels = [augment.label_tensor(lab) for lab in data.labels]
-    labeled = [i for i, lab in enumerate(labels) if bool((lab != 255).any())]
+    stats = data.stats()
+    labeled = np.flatnonzero(stats.labeled > 0).tolist()
     if not labeled:
         raise ValueError("no labeled pixel in the training data")
     start = time.perf_counter()
+    wait = 0.0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        gen = torch.Generator().manual_seed(config.seed)
-        pretrained = (config.weights or True) if config.model == "deeplabv3plus_mobilenetv2" else None
-        student = build_model(config.model, k, pretrained=pretrained)
-        if config.init == "previous" and init_state is not None:
-            student.load_state_dict(init_state["student"])
-        student = student.to(device).train()
-        teacher = EMATeacher(student, config.ema_momentum)
-        # PseudoSeg (issue 6): built after the teacher, so that its feature hooks are not copied into it.
-        ps = None
-        if config.pseudo_label == "pseudoseg":
-            ps = pseudoseg_train.PseudoSegHook(config, data, student, device)
-        weights = class_weights(data.labels, k).to(device) if config.mix == "balanced_classmix" else None
-        replay = ReplayBuffer(config.replay_size, k) if config.mix == "balanced_classmix" else None
-        params = list(student.parameters()) + (ps.parameters() if ps is not None else [])
-        optimizer = torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum,
-                                    nesterov=config.nesterov, weight_decay=config.weight_decay)
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-        warmup = int(config.warmup_fraction * config.iterations)
-        weak = dict(crop=config.crop_size, scale=config.scales, flip=config.flip, generator=gen)
-        history: list[dict[str, float]] = []
-
-        def view(x: torch.Tensor, y: torch.Tensor, inside: torch.Tensor, pool: list[int] | None) -> tuple:
-            """The teacher's view of crops: (probs, human labels, inside)."""
-            if ps is not None:  # PseudoSeg: fused targets + the teacher's own confidence
-                return ps.teacher_view(teacher.module, x, y, inside, pool, use_amp)
-            with torch.no_grad(), torch.autocast(device.type, torch.float16, enabled=use_amp):
-                return teacher.module(x).float().softmax(1), y, inside
-
-        def mix(view_a: tuple, view_b: tuple, xa: torch.Tensor, xb: torch.Tensor) -> None:
-            """Mask pairs (A, B), queue the student's input and what its loss needs."""
-            m = _mask(config.mix, teacher_targets(view_a[0], view_a[1])[0], config, weights, gen).to(device)
-            x = _mixed_input(m, xa, xb, config.mix, config, gen)
-            if ps is not None:  # PseudoSeg's CutOut, its square left out of the loss
-                x, view_a, view_b = ps.cutout(x, view_a, view_b, gen)
-            inputs.append(x)
-            mixes.append((view_a, view_b, m))
-
+        gen = torch.Generator(device).manual_seed(config.seed)
+        run = Step(config, data, device, init_state, stats.class_counts)
+        draws = StepDraws(labeled, len(data.train), batch_size=config.batch_size,
+                          unlabeled_batch_size=config.unlabeled_batch_size, iterations=config.iterations,
+                          warmup=int(config.warmup_fraction * config.iterations), mixing=config.mix != "none",
+                          seed=config.seed)
+        workers = default_loader_workers() if config.loader_workers is None else config.loader_workers
+        loader = crop_loader(data.train, draws, crop=config.crop, scale=config.scales, flip=config.flip,
+                             base_size=config.base, workers=workers, device=device)
+        log = LossLog(config)
+        batches = iter(loader)
         for step in range(config.iterations):
             if should_stop is not None and should_stop():
                 raise Cancelled(f"cancelled at step {step}/{config.iterations}")
-            lr = config.learning_rate * (1.0 - step / config.iterations) ** config.poly_power
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            pick = [labeled[int(i)] for i in torch.randint(len(labeled), (config.batch_size,), generator=gen)]
-            x_l, y_l, _ = (t.to(device) for t in augment.weak_batch(images, labels, pick, **weak))
-            inputs, mixes = [x_l], []
-            if config.mix != "none" and step >= warmup:
-                pool = torch.randint(len(images), (config.unlabeled_batch_size,), generator=gen).tolist()
-                xa, ya, ia = (t.to(device) for t in augment.weak_batch(images, labels, pool, **weak))
-                view_a = view(xa, ya, ia, pool)
-                # In-batch pairs: image i with image i-1.
-                mix(view_a, tuple(t.roll(1, 0) for t in view_a), xa, xa.roll(1, 0))
-                if replay is not None:  # balanced ClassMix: pairs from the replay buffer, tail-biased
-                    replay.push(xa, ya, ia, teacher_targets(view_a[0], ya)[0])
-                    crops_a, crops_b = replay.sample(config.replay_batch_size, weights, gen)
-                    (ra, rya, ria), (rb, ryb, rib) = ((t.to(device) for t in c) for c in (crops_a, crops_b))
-                    # A replayed crop's image (and so its tags) is unknown: pool None.
-                    mix(view(ra, rya, ria, None), view(rb, ryb, rib, None), ra, rb)
-            with torch.autocast(device.type, torch.float16, enabled=use_amp):
-                logits = student(torch.cat(inputs)).float()  # one pass: labeled + mixed (+ replay)
-            parts = logits.split([len(x) for x in inputs])
-            loss_sup = supervised_ce(parts[0], y_l)
-            loss, record = loss_sup, {"sup": loss_sup.item()}
-            if ps is not None:  # PseudoSeg: classifier BCE and SGC cross-entropy on the labeled crops
-                for name, term in ps.student_losses(len(x_l), y_l, pick).items():
-                    loss = loss + term
-                    record[name] = term.item()
-            for name, part, (va, vb, m) in zip(("unsup", "replay"), parts[1:], mixes, strict=False):
-                term, eta = _mix_loss(part, va, vb, m, config.mix, config)
-                loss = loss + term
-                record[name], record[f"eta_{name}"] = term.item(), eta.mean().item()
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            teacher.update(step)
-            if ps is not None:
-                ps.update(step)
-            record["loss"], record["lr"] = loss.item(), lr
-            if not math.isfinite(record["loss"]):
-                raise FloatingPointError(f"loss is {record['loss']} at step {step}")
-            history.append(record)
+            lr = run.set_lr(step)
+            t = time.perf_counter()
+            x, y, inside, indices = to_device(next(batches), device)
+            wait += time.perf_counter() - t
+            terms = run.losses(step, x, y, inside, indices, gen)
+            run.optimize(terms["loss"])
+            run.update_teacher(step)
+            log.add(step, terms, lr)
             if progress is not None:
-                progress("train", step + 1, config.iterations, record)
-    tail = history[-max(1, len(history) // 10):]
-    keys = sorted({key for r in tail for key in r})
-    means = {key: float(np.mean([r[key] for r in tail if key in r])) for key in keys}
-    return TrainResult(student.eval(), teacher.module.eval(), config.iterations,
-                       time.perf_counter() - start, means, str(device),
-                       pseudoseg=ps.close() if ps is not None else None)
+                progress("train", step + 1, config.iterations, log.last)
+        del batches
+    return TrainResult(run.student.eval(), run.teacher.module.eval(), config.iterations,
+                       time.perf_counter() - start, log.means(), str(device),
+                       pseudoseg=run.targets.close(), data_wait_seconds=wait)

@@ -19,8 +19,9 @@ def test_a_cycle_trains_scores_and_evaluates():
     assert phases[0] == "train" and {"score", "evaluate"} <= set(phases)
     assert len(out.regions) == 5 and out.regions == sorted(out.regions, key=lambda r: -r.score)
     assert all(r.w == 8 and r.h == 8 and r.superpixel_id == -1 for r in out.regions)
-    assert len(out.predictions) == 6 and out.predictions[0].shape == (32, 32)
-    assert out.predictions[0].dtype == np.uint8 and out.predictions[0].max() < 3
+    # Each selected region carries the teacher's prediction inside it (a pre-label), nothing more.
+    assert all(r.prelabel.shape == (8, 8) and r.prelabel.dtype == np.uint8 and r.prelabel.max() < 3
+               for r in out.regions)
     m = out.metrics
     assert 0.0 <= m["miou"] <= 1.0 and len(m["per_class_iou"]) == 3 and m["iterations"] == 3
     labeled = sum(int((lab != 255).sum()) for lab in data.labels)
@@ -36,7 +37,7 @@ def test_cold_start_selects_random_regions_without_training():
     acq = AcquisitionConfig(region_size=16, budget_regions=4, seed=1)
     out = run_cycle(tiny(), data, acq, progress=lambda *a: calls.append(a[0]))
     assert "train" not in calls and out.metrics["cold_start"] and out.checkpoint == {}
-    assert len(out.regions) == 4 and all((p == 255).all() for p in out.predictions)
+    assert len(out.regions) == 4 and all(r.prelabel is None for r in out.regions)
     again = run_cycle(tiny(), data, acq)
     assert [(r.image_index, r.x, r.y) for r in again.regions] == \
         [(r.image_index, r.x, r.y) for r in out.regions]

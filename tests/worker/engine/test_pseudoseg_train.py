@@ -168,7 +168,10 @@ def test_report_quality_uncertainty_and_state_round_trip():
 def test_train_with_pseudoseg_targets():
     from worker.engine.trainer import TrainConfig, train
 
-    data = _data(tags=[[1], None, None])
+    from worker.engine.cycle import CycleData
+
+    d = _data(tags=[[1], None, None])
+    data = CycleData(d.images, d.labels, [], [], d.num_classes, d.class_names, tags=d.tags)
     cfg = TrainConfig(iterations=3, batch_size=2, unlabeled_batch_size=2, replay_batch_size=2, replay_size=4,
                       crop_size=32, mix="balanced_classmix", pseudo_label="pseudoseg", warmup_fraction=0.0,
                       device="cpu")

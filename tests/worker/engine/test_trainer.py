@@ -70,7 +70,9 @@ def test_every_mix_mode_trains_and_reports_its_terms(mix):
 
 def test_warmup_steps_are_supervised_only():
     seen = []
-    train(tiny(iterations=4, warmup_fraction=0.5), cycle_data(), progress=lambda *a: seen.append(a[3]))
+    # log_every=1: the losses reported with each step are read back at that step
+    train(tiny(iterations=4, warmup_fraction=0.5, log_every=1), cycle_data(),
+          progress=lambda *a: seen.append(a[3]))
     assert ["unsup" in s for s in seen] == [False, False, True, True]
 
 
