@@ -2,7 +2,7 @@
 
     classes.json            the project's classes
     images/<stem>.<ext>     the stored image bytes, unchanged
-    masks/<stem>.png        labels assembled from all annotations (service.labels.assemble_labels;
+    masks/<stem>.png        the materialized label file of the image (service.labels.materialize_labels;
                             255 = unlabeled), only for images with at least one annotation
     splits/train.txt        stems, one a line; splits/val.txt likewise when the project has a val split
     tags.json               {stem: [class ids]}: image-level tags (newest per image), only when some exist
@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.labels import assemble_labels, encode_mask_png
+from service.labels import materialize_labels
 from service.models import Annotation, Image, Project
 from service.storage import Storage
 from service.tags import tags_by_stem
@@ -32,11 +32,12 @@ def export_entries(session: Session, storage: Storage, project: Project) -> Iter
                                   .where(Image.project_id == project.id).distinct()))
     images = list(session.scalars(select(Image).where(Image.project_id == project.id).order_by(Image.id)))
     splits: dict[str, list[str]] = {}
+    label_keys = materialize_labels(session, storage, [im for im in images if im.id in labeled])
     for image in images:
         ext = PurePosixPath(image.path).suffix or ".png"
         yield f"images/{image.stem}{ext}", storage.read_bytes(image.path)
-        if image.id in labeled:
-            yield f"masks/{image.stem}.png", encode_mask_png(assemble_labels(session, storage, image))
+        if label_keys.get(image.id):
+            yield f"masks/{image.stem}.png", storage.read_bytes(label_keys[image.id])
         splits.setdefault(image.split, []).append(image.stem)
     for split in sorted(splits):
         yield f"splits/{split}.txt", ("\n".join(splits[split]) + "\n").encode()

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     cycle_queue: str = Field("gpu", pattern=r"^[A-Za-z0-9._-]+$",
                              description="Celery queue of cycles; workers consume it (-Q).")
     device: str = Field("auto", description="Training device: auto, cpu or cuda.")
+    loader_workers: int | None = Field(None, ge=0, description="Processes that decode training crops and "
+                                       "scoring images; default: cores - 1, at most 8; 0 = in the worker.")
     host: str = Field("127.0.0.1", description="Where `s4al serve` listens.")
     port: int = Field(8000, description="Port of `s4al serve`.")
     public_url: str | None = Field(None, description="URL printed for annotators; default http://host:port.")

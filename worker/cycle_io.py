@@ -23,15 +23,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
-from PIL import Image as PILImage
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import session_factory
-from service.labels import IGNORE, assemble_labels, encode_mask_png
+from service.labels import encode_mask_png, materialize_labels
 from service.models import Cycle, Image, Project, Region, utcnow
 from service.settings import Settings
-from service.storage import Storage, checkpoint_key, project_prefix, storage_for
+from service.storage import Storage, checkpoint_key, project_prefix, storage_for, superpixel_key
 from service.tags import store_tag_uncertainty, tags_by_image
 from worker.training_config import resolve_configs
 
@@ -174,30 +173,21 @@ def _finish(sessions: sessionmaker, claim: Claim, **values) -> bool:
     return res.rowcount == 1
 
 
-def _read_rgb(storage: Storage, key: str) -> np.ndarray:
-    with PILImage.open(storage.path(key)) as img:
-        return np.array(img.convert("RGB"), dtype=np.uint8)
-
-
-def _read_mask(storage: Storage, key: str) -> np.ndarray:
-    with PILImage.open(storage.path(key)) as img:
-        return np.array(img, dtype=np.uint8)
-
-
 @dataclass
 class Inputs:
     project: Project
     train_ids: list[int]
-    data: object  # worker.engine.cycle.CycleData
+    data: object  # worker.engine.cycle.CycleData over files: nothing is decoded here
     train_config: object
     acquisition: object
     resolved: dict
 
 
 def load_inputs(session: Session, storage: Storage, settings: Settings, project_id: int) -> Inputs:
-    """The project's train pool with its labeled pixels (255 elsewhere), and its val images with ground
-    truth (the oracle mask when imported as oracle, else their labels)."""
-    from worker.engine.cycle import CycleData
+    """The project's train pool as samples (image file, materialized label file, superpixel cache), and
+    its val images with their ground truth (the oracle mask when imported as oracle, else their labels).
+    Label files are brought up to date here, only for images with new annotations."""
+    from worker.engine.cycle import CycleData, FilePool, Sample
 
     project = session.get(Project, project_id)
     train_config, acquisition, resolved = resolve_configs(project, settings)
@@ -205,33 +195,30 @@ def load_inputs(session: Session, storage: Storage, settings: Settings, project_
     train = [im for im in rows if im.split == "train"]
     if not train:
         raise ValueError("the project has no train images")
-    images = [_read_rgb(storage, im.path) for im in train]
-    labels = [assemble_labels(session, storage, im) for im in train]
-    val_images, val_labels = [], []
-    for im in (im for im in rows if im.split == "val"):
-        gt = _read_mask(storage, im.oracle_mask_path) if im.oracle_mask_path else \
-            assemble_labels(session, storage, im)
-        if (gt != IGNORE).any():
-            val_images.append(_read_rgb(storage, im.path))
-            val_labels.append(gt)
+    val = [im for im in rows if im.split == "val"]
+    labels = materialize_labels(session, storage, train + [im for im in val if not im.oracle_mask_path])
+    sp = acquisition.region_size if acquisition.region_kind == "superpixel" else None
+
+    def sample(im: Image, label: str | None) -> Sample:
+        cache = None
+        if sp and im.split == "train":
+            cache = str(storage.path(superpixel_key(project_id, im.id, sp)))
+        return Sample(image=str(storage.path(im.path)), label=str(storage.path(label)) if label else None,
+                      superpixels=cache, name=f"{im.stem} (image {im.id})")
+
+    val_samples = [sample(im, im.oracle_mask_path or labels[im.id]) for im in val
+                   if im.oracle_mask_path or labels[im.id]]
     names = [c["name"] for c in sorted(project.classes, key=lambda c: c["id"])]
-    tagged = tags_by_image(session, project_id)  # PseudoSeg (issue 6): image-level tags, newest per image
-    data = CycleData(images=images, labels=labels, val_images=val_images, val_labels=val_labels,
-                     num_classes=len(names), class_names=names,
-                     tags=[tagged.get(im.id) for im in train] if tagged else None)
+    tagged = tags_by_image(session, project_id)  # PseudoSeg: image-level tags, newest per image
+    data = CycleData.from_pools(FilePool([sample(im, labels[im.id]) for im in train]), FilePool(val_samples),
+                                num_classes=len(names), class_names=names,
+                                tags=[tagged.get(im.id) for im in train] if tagged else None)
     return Inputs(project, [im.id for im in train], data, train_config, acquisition, resolved)
 
 
 def prelabel_key(project_id: int, cycle_id: int, index: int) -> str:
     """Fixed by the cycle and the rank, so a re-run of a crashed attempt overwrites, never piles up."""
     return f"{project_prefix(project_id)}/prelabels/cycle-{int(cycle_id)}/{int(index)}.png"
-
-
-def _prelabel(pred: np.ndarray, sel) -> np.ndarray | None:
-    crop = pred[sel.y:sel.y + sel.h, sel.x:sel.x + sel.w].copy()
-    if sel.mask is not None:
-        crop[~sel.mask.astype(bool)] = IGNORE
-    return None if (crop == IGNORE).all() else crop  # cold start: nothing worth showing
 
 
 def write_results(sessions: sessionmaker, storage: Storage, claim: Claim, inputs: Inputs, out,
@@ -245,20 +232,20 @@ def write_results(sessions: sessionmaker, storage: Storage, claim: Claim, inputs
         ckpt_key = checkpoint_key(claim.project_id, claim.number)
         checkpoint.save(storage.path(ckpt_key), out.checkpoint)
     version = f"cycle-{claim.number}"
-    rows = []
+    rows, files = [], {}
     for rank, sel in enumerate(out.regions):
-        if progress is not None:
+        if progress is not None and rank % 256 == 0:
             progress("write", rank, len(out.regions), None)
-        crop = _prelabel(out.predictions[sel.image_index], sel)
         key = None
-        if crop is not None:
+        if sel.prelabel is not None:
             key = prelabel_key(claim.project_id, claim.cycle_id, rank)
-            storage.write_bytes(key, encode_mask_png(crop))
+            files[key] = encode_mask_png(sel.prelabel)
         rows.append(dict(project_id=claim.project_id, image_id=inputs.train_ids[sel.image_index],
                          cycle_id=claim.cycle_id, kind="grid" if sel.superpixel_id < 0 else "superpixel",
                          x=int(sel.x), y=int(sel.y), w=int(sel.w), h=int(sel.h),
                          superpixel_id=int(sel.superpixel_id), score=float(sel.score), status="queued",
                          model_version=version, prelabel_path=key))
+    storage.write_many(files)  # one durable step for all pre-labels, before the commit that names them
     metrics = {**out.metrics, **extra_metrics, "regions": len(rows),
                "prelabels": sum(r["prelabel_path"] is not None for r in rows),
                "write_seconds": round(time.monotonic() - t0, 3)}
@@ -323,7 +310,7 @@ def execute_cycle(settings: Settings, cycle_id: int) -> str:
             _finish(sessions, claim, status="failed", error=f"{detail}\n\n{traceback.format_exc(limit=8)}")
             return "failed"
         extra = {"load_seconds": load_seconds, "train_images": len(inputs.train_ids),
-                 "val_images": len(inputs.data.val_images), "attempt": claim.attempt, "worker": me}
+                 "val_images": len(inputs.data.val), "attempt": claim.attempt, "worker": me}
         try:
             status = write_results(sessions, storage, claim, inputs, out, extra, progress=hb.progress)
         except Exception as exc:
@@ -335,11 +322,14 @@ def execute_cycle(settings: Settings, cycle_id: int) -> str:
 
 
 def _train_and_score(sessions, storage, settings, claim: Claim, hb: Heartbeat, t0: float):
-    from worker.engine.cycle import run_cycle
+    from worker.engine.cycle import check_cycle_inputs, run_cycle
     from worker.engine.trainer import Cancelled
 
     with sessions() as s:
         inputs = load_inputs(s, storage, settings, claim.project_id)
+    # Every sample's header and label are read once here: a missing or unreadable file fails the cycle
+    # now, naming the image, before anything is trained or written.
+    check_cycle_inputs(inputs.train_config, inputs.data, inputs.acquisition)
     load_seconds = round(time.monotonic() - t0, 3)
     hb.beat()
     if hb.should_stop():

@@ -37,7 +37,8 @@ def resolve_configs(project: Project, settings: Settings):
                  unlabeled_batch_size=max(2, t.unlabeled_batch_size), lr=t.lr, momentum=t.momentum,
                  nesterov=t.nesterov, weight_decay=t.weight_decay, poly_power=t.poly_power,
                  warmup_fraction=min(t.warmup_fraction, 0.99), ema_momentum=t.ema, tau=t.tau, mix=mix,
-                 seed=t.seed, device=settings.device, pseudo_label=t.pseudo_label)
+                 seed=t.seed, device=settings.device, pseudo_label=t.pseudo_label, crop_size=t.crop_size,
+                 base_size=t.base_size, loader_workers=settings.loader_workers)
     if t.replay_size > 0:
         train["replay_size"] = max(2, t.replay_size)
     try:

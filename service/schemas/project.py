@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 IGNORE_INDEX = 255
 MAX_CLASSES = 255  # ids 0..254; 255 is the ignore index
@@ -69,8 +69,22 @@ class TrainingSettings(BaseModel):
                                                       "budget_per_image when set.")
     budget_per_image: int = Field(4, ge=1, le=10_000, description="Top regions per image per cycle.")
     model: Literal["unet_small", "deeplabv3plus_mobilenetv2"] = "unet_small"
+    crop_size: int | None = Field(None, ge=1, le=4096, description="Side of the square training crops, in "
+                                  "px after resizing; None: the model's default (unet_small 64, "
+                                  "deeplabv3plus_mobilenetv2 512).")
+    base_size: int | None = Field(None, ge=1, le=16384, description="Images whose long side exceeds this are "
+                                  "resized to it for training, scoring and evaluation (regions and "
+                                  "pre-labels stay in original pixels); None: the model's default "
+                                  "(unet_small never, deeplabv3plus_mobilenetv2 1024).")
     init: Literal["pretrained", "random"] = "pretrained"
     seed: int = Field(0, ge=0)
+
+
+    @model_validator(mode="after")
+    def _crop_fits_base(self) -> "TrainingSettings":
+        if self.crop_size is not None and self.base_size is not None and self.crop_size > self.base_size:
+            raise ValueError(f"crop_size {self.crop_size} is larger than base_size {self.base_size}")
+        return self
 
 
 class ProjectCreate(BaseModel):

@@ -219,8 +219,8 @@ def test_results_are_not_written_once_the_cycle_is_cancelled_or_taken(session, s
     session.execute(update(Cycle).where(Cycle.id == cycle.id).values(**change))
     session.commit()
     image_id = session.scalar(select(func.min(Image.id)).where(Image.project_id == project.id))
-    out = CycleOutput(regions=[SelectedRegion(0, 0, 0, 16, 16, -1, 1.0, None)],
-                      predictions=[np.ones((32, 32), np.uint8)], metrics={"miou": 0.5}, checkpoint={})
+    out = CycleOutput(regions=[SelectedRegion(0, 0, 0, 16, 16, -1, 1.0, None, np.ones((16, 16), np.uint8))],
+                      metrics={"miou": 0.5}, checkpoint={})
     inputs = Inputs(project=None, train_ids=[image_id], data=None, train_config=None, acquisition=None,
                     resolved={})
     storage = storage_for(settings)

@@ -25,8 +25,8 @@ from worker.engine.selection import check_budget
 from worker.engine.stream import evaluate_pool, score_and_select
 from worker.engine.trainer import Cancelled, TrainConfig, train
 
-__all__ = ["AcquisitionConfig", "Cancelled", "CycleData", "CycleOutput", "FilePool", "Sample", "SelectedRegion",
-           "TrainConfig", "check_cycle_inputs", "evaluate", "run_cycle"]
+__all__ = ["AcquisitionConfig", "Cancelled", "CycleData", "CycleOutput", "FilePool", "Sample",
+           "SelectedRegion", "TrainConfig", "check_cycle_inputs", "evaluate", "run_cycle"]
 
 IGNORE = 255
 Progress = Callable[[str, int, int, dict], None]

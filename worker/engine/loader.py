@@ -81,8 +81,8 @@ class CropDataset(Dataset):
         image, label = self.pool.image(index), self.pool.label(index)
         h, w = label.shape
         s = self.scale[0] + u[3] * (self.scale[1] - self.scale[0])
-        img, lab, inside = crop_sample(image, label, crop=self.crop, factor=base_factor(h, w, self.base_size) * s,
-                                       u=u[:3], flip=self.flip)
+        factor = base_factor(h, w, self.base_size) * s
+        img, lab, inside = crop_sample(image, label, crop=self.crop, factor=factor, u=u[:3], flip=self.flip)
         return (torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
                 torch.from_numpy(np.ascontiguousarray(lab)), torch.from_numpy(np.ascontiguousarray(inside)),
                 index)

@@ -21,7 +21,7 @@ IGNORE = 255
 @dataclass(frozen=True)
 class Sample:
     image: str  # image file (PNG/JPEG)
-    label: str | None = None  # the image's label file (8-bit class ids, 255 = unlabeled); None = nothing labeled
+    label: str | None = None  # its label file (8-bit class ids, 255 = unlabeled); None = nothing labeled
     superpixels: str | None = None  # where this image's superpixel map is cached (.npy); None = not cached
     name: str = ""  # how errors name the image (its file name when empty)
 

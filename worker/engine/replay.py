@@ -68,7 +68,7 @@ class ReplayBuffer:
         # The last `capacity` of the batch, at the ring positions they would take one by one.
         keep = min(b, self.capacity)
         slots = torch.arange(self._next + b - keep, self._next + b, device=device) % self.capacity
-        images, labels, inside, targets = images[b - keep:], labels[b - keep:], inside[b - keep:], targets[b - keep:]
+        images, labels, inside, targets = (t[b - keep:] for t in (images, labels, inside, targets))
         self._images[slots] = (images * 255.0).round().clamp(0, 255).to(torch.uint8)
         self._labels[slots] = labels.to(torch.uint8)
         self._inside[slots] = inside

@@ -143,7 +143,8 @@ class Selector:
         return [e[4] for e in ranked]
 
 
-def prelabel(pred: np.ndarray | None, x: int, y: int, w: int, h: int, mask: np.ndarray | None) -> np.ndarray | None:
+def prelabel(pred: np.ndarray | None, x: int, y: int, w: int, h: int,
+             mask: np.ndarray | None) -> np.ndarray | None:
     """The teacher's argmax inside a region (255 outside a superpixel's own pixels); None when empty."""
     if pred is None:
         return None

@@ -97,7 +97,8 @@ def make_targets(cfg, data, student: nn.Module, device: torch.device) -> ArgmaxT
     return ArgmaxTargets(cfg)
 
 
-def mixed_input(m: torch.Tensor, xa: torch.Tensor, xb: torch.Tensor, mode: str, cfg, generator) -> torch.Tensor:
+def mixed_input(m: torch.Tensor, xa: torch.Tensor, xb: torch.Tensor, mode: str, cfg,
+                generator) -> torch.Tensor:
     """The student's view of a mixed pair: paste, then colour jitter, blur (and CutOut if set)."""
     other = augment.FILL.to(xa.device, xa.dtype) if mode == "cowout" else xb
     x = m * xa + (1 - m) * other

@@ -166,9 +166,8 @@ def test_report_quality_uncertainty_and_state_round_trip():
 
 
 def test_train_with_pseudoseg_targets():
-    from worker.engine.trainer import TrainConfig, train
-
     from worker.engine.cycle import CycleData
+    from worker.engine.trainer import TrainConfig, train
 
     d = _data(tags=[[1], None, None])
     data = CycleData(d.images, d.labels, [], [], d.num_classes, d.class_names, tags=d.tags)
