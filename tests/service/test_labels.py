@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from PIL import Image as PILImage
 from sqlalchemy.exc import IntegrityError
 
 from service.labels import MaskError, add_annotation, assemble_labels, decode_mask_png, encode_mask_png
@@ -82,3 +83,43 @@ def test_duplicate_idempotency_key_leaves_no_file(session, tmp_path, admin_token
                        idempotency_key="k")
     session.rollback()
     assert counts(session)["annotation"] == 1 and len(files_under(tmp_path / "st")) == 1
+
+
+def test_materialized_labels_equal_replaying_every_annotation(session, tmp_path):
+    from service.labels import materialize_labels
+    from service.storage import label_key
+
+    storage = Storage(tmp_path / "st")
+    img = _image(session, w=9, h=7)
+    rng = np.random.default_rng(0)
+
+    def annotate(n):
+        for _ in range(n):
+            w, h = (int(v) for v in rng.integers(1, 6, 2))
+            x, y = int(rng.integers(0, 9 - w + 1)), int(rng.integers(0, 7 - h + 1))
+            mask = np.where(rng.random((h, w)) < 0.3, 255, rng.integers(0, 3, (h, w))).astype(np.uint8)
+            add_annotation(session, storage, image=img, x=x, y=y, w=w, h=h, mask=mask, source="human")
+        session.commit()
+
+    def current():
+        key = materialize_labels(session, storage, [img])[img.id]
+        return key, np.array(PILImage.open(storage.path(key)))
+
+    assert materialize_labels(session, storage, [img]) == {img.id: None}  # nothing labeled yet
+    annotate(5)
+    key, labels = current()
+    assert (labels == assemble_labels(session, storage, img)).all()
+    assert current()[0] == key  # current: nothing rebuilt
+    annotate(4)  # newer annotations are applied on top of the file, which is replaced
+    key2, labels2 = current()
+    assert key2 != key and not storage.exists(key)
+    assert key2 == label_key(img.project_id, img.id, max_id(session))
+    assert (labels2 == assemble_labels(session, storage, img)).all()
+
+
+def max_id(session):
+    from sqlalchemy import func, select
+
+    from service.models import Annotation
+
+    return session.scalar(select(func.max(Annotation.id)))
