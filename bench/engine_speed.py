@@ -10,6 +10,11 @@ reported, on the wall clock and in process CPU time (with one thread, CPU time i
 costs; on a shared machine the wall clock also counts waiting for a core). Scoring is `score_pool`
 (teacher forward, softmax, entropy, grid means, argmax read-back); plain inference is the same model
 on the same batches with only the argmax read back (no softmax: the cheapest useful inference).
+
+`--loader` measures the data path instead: training from PNG files (`--loader-width` x `--loader-height`,
+decoded lazily per crop) with 0 and 2 loader workers, for unet_small at crop 64 and deeplab at crop 512:
+steps per second and the share of the step spent waiting for the next batch (target on a 2-core
+machine: <= 10% of a unet_small step with workers).
 """
 
 from __future__ import annotations
@@ -20,22 +25,23 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from worker.engine.acquisition import score_pool
+from worker.engine.cycle import CycleData, FilePool, Sample
 from worker.engine.trainer import TrainConfig, train
 
 
-def synthetic_pool(n: int, size: int, k: int, seed: int = 0) -> SimpleNamespace:
+def synthetic_pool(n: int, size: int, k: int, seed: int = 0, width: int | None = None) -> CycleData:
     """Images with a few coloured rectangles and their exact labels (content only matters for timing)."""
     rng = np.random.default_rng(seed)
     images, labels = [], []
+    width = width or size
     for _ in range(n):
-        im = rng.integers(0, 80, (size, size, 3), dtype=np.uint8)
-        lab = np.zeros((size, size), np.uint8)
+        im = rng.integers(0, 80, (size, width, 3), dtype=np.uint8)
+        lab = np.zeros((size, width), np.uint8)
         for c in rng.integers(1, k, 4):
             y, x = rng.integers(0, size * 3 // 4, 2)
             s = int(rng.integers(size // 8, size // 3))
@@ -43,14 +49,52 @@ def synthetic_pool(n: int, size: int, k: int, seed: int = 0) -> SimpleNamespace:
             lab[y:y + s, x:x + s] = c
         images.append(im)
         labels.append(lab)
-    return SimpleNamespace(images=images, labels=labels, num_classes=k)
+    return CycleData(images, labels, [], [], k, [f"c{i}" for i in range(k)])
+
+
+def file_pool(folder: Path, n: int, height: int, width: int, k: int) -> CycleData:
+    """The same synthetic content written as PNG files (compress_level 1) and read back lazily."""
+    from PIL import Image as PILImage
+
+    folder.mkdir(parents=True, exist_ok=True)
+    mem = synthetic_pool(n, height, k, width=width)
+    samples = []
+    for i in range(n):
+        PILImage.fromarray(mem.images[i]).save(folder / f"{i}.png", compress_level=1)
+        PILImage.fromarray(mem.labels[i]).save(folder / f"{i}-label.png", compress_level=1)
+        samples.append(Sample(str(folder / f"{i}.png"), str(folder / f"{i}-label.png")))
+    return CycleData.from_pools(FilePool(samples), FilePool([]), k, [f"c{i}" for i in range(k)])
+
+
+def loader_rows(args) -> list[dict]:
+    """Steps/s and data-wait share, 0 vs 2 loader workers, unet_small crop 64 and deeplab crop 512."""
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="s4al-loader-") as tmp:
+        data = file_pool(Path(tmp), args.loader_images, args.loader_height, args.loader_width, args.classes)
+        for model, crop, batch in (("unet_small", 64, args.batch_size),
+                                   ("deeplabv3plus_mobilenetv2", 512, args.deeplab_batch_size)):
+            for workers in (0, 2):
+                cfg = TrainConfig(model=model, crop_size=crop, batch_size=batch, unlabeled_batch_size=batch,
+                                  iterations=args.loader_steps, warmup_fraction=0.0, device="cpu",
+                                  loader_workers=workers, mix=args.mix)
+                result = train(cfg, data)
+                rows.append({"model": model, "crop": crop, "batch": f"{batch}+{batch}", "workers": workers,
+                             "steps_per_s": args.loader_steps / result.seconds,
+                             "data_wait_share": result.data_wait_seconds / result.seconds})
+                r = rows[-1]
+                print(f"{model:<26} crop {crop:>4} batch {batch}+{batch} workers {workers}: "
+                      f"{r['steps_per_s']:.3f} steps/s, data wait {100 * r['data_wait_share']:.1f}%",
+                      flush=True)
+    return rows
 
 
 def _now() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def step_times(config: TrainConfig, data: SimpleNamespace, skip: int) -> tuple[list[float], list[float]]:
+def step_times(config: TrainConfig, data: CycleData, skip: int) -> tuple[list[float], list[float]]:
     """(wall ms, CPU ms) per step, first `skip` steps dropped."""
     stamps: list[tuple[float, float]] = []
     train(config, data, progress=lambda *_: stamps.append(_now()))
@@ -85,11 +129,24 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=512, help="images scored per measurement")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="results/engine_speed.json")
+    ap.add_argument("--loader", action="store_true", help="measure the data path (see the module doc)")
+    ap.add_argument("--loader-images", type=int, default=16)
+    ap.add_argument("--loader-width", type=int, default=2048)
+    ap.add_argument("--loader-height", type=int, default=1024)
+    ap.add_argument("--loader-steps", type=int, default=20)
+    ap.add_argument("--deeplab-batch-size", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.loader:
+        rows = loader_rows(args)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"config": vars(args), "loader": rows}, indent=2))
+        print(f"wrote {out}")
+        return
     data = synthetic_pool(max(args.pool, 64), args.size, args.classes)
     base = dict(model=args.model, batch_size=args.batch_size, unlabeled_batch_size=args.batch_size,
-                crop_size=args.size, iterations=args.steps, warmup_fraction=0.0, device="cpu")
+                crop_size=args.size, iterations=args.steps, warmup_fraction=0.0, device="cpu", log_every=1)
     skip = min(5, args.steps // 3)
     samples: dict[str, list[float]] = {k: [] for k in (
         "sup_wall", "sup_cpu", "semi_wall", "semi_cpu", "score_wall", "score_cpu", "infer_wall", "infer_cpu")}
