@@ -1,15 +1,23 @@
 """Project settings → the engine's TrainConfig and AcquisitionConfig, validated.
 
 Project.training holds service.schemas.project.TrainingSettings (validated again here: the column may
-have been written by an older version); Project.region holds RegionSettings. The device comes from the
-worker's own settings (S4AL_DEVICE), since the same project may run on a CPU or a GPU worker.
+have been written by an older version); Project.region holds RegionSettings. The training fields carry
+TrainConfig's names and defaults (tests/worker/test_training_config.py pins both), so they are copied
+by name; only the acquisition fields and the replay buffer switch are translated. The device and the
+loader processes come from the worker's own settings (S4AL_DEVICE, S4AL_LOADER_WORKERS), since the same
+project may run on a CPU or a GPU worker.
 """
+
+from dataclasses import fields
 
 from pydantic import ValidationError
 
 from service.models import Project
 from service.schemas.project import RegionSettings, TrainingSettings
 from service.settings import Settings
+
+# Schema fields that are not TrainConfig fields: they choose regions, not how to train.
+ACQUISITION_FIELDS = ("acquisition", "budget", "budget_per_image")
 
 
 class BadTrainingSettings(ValueError):
@@ -27,20 +35,15 @@ def resolve_configs(project: Project, settings: Settings):
         r = RegionSettings.model_validate(project.region or {})
     except ValidationError as exc:
         raise BadTrainingSettings(f"invalid project settings: {exc}") from exc
-    if t.init == "random" and t.model != "unet_small":
-        raise BadTrainingSettings(f"init 'random' is not available for {t.model}: its encoder always starts "
-                                  "from the ImageNet weights")
+    names = {f.name for f in fields(TrainConfig)}
+    train = {k: v for k, v in t.model_dump().items() if k in names}
     # The schema's one mix name covers both ClassMix variants: with a replay buffer it is S4AL's balanced
-    # ClassMix (a second, tail-biased term on replayed pairs), without one plain ClassMix.
-    mix = "balanced_classmix" if t.mix == "classmix" and t.replay_size > 0 else t.mix
-    train = dict(model=t.model, init="pretrained", iterations=t.iterations, batch_size=t.batch_size,
-                 unlabeled_batch_size=max(2, t.unlabeled_batch_size), lr=t.lr, momentum=t.momentum,
-                 nesterov=t.nesterov, weight_decay=t.weight_decay, poly_power=t.poly_power,
-                 warmup_fraction=min(t.warmup_fraction, 0.99), ema_momentum=t.ema, tau=t.tau, mix=mix,
-                 seed=t.seed, device=settings.device, pseudo_label=t.pseudo_label, crop_size=t.crop_size,
-                 base_size=t.base_size, loader_workers=settings.loader_workers)
-    if t.replay_size > 0:
-        train["replay_size"] = max(2, t.replay_size)
+    # ClassMix (a second, tail-biased term on replayed pairs), without one (replay_size 0) plain ClassMix.
+    if t.mix == "classmix" and t.replay_size > 0:
+        train["mix"] = "balanced_classmix"
+    train.update(replay_size=max(2, t.replay_size), unlabeled_batch_size=max(2, t.unlabeled_batch_size),
+                 warmup_fraction=min(t.warmup_fraction, 0.99), device=settings.device,
+                 loader_workers=settings.loader_workers)
     try:
         train_config = TrainConfig.from_dict(train)
         train_config.validate()

@@ -43,7 +43,8 @@ class RegionSettings(BaseModel):
 
 
 class TrainingSettings(BaseModel):
-    """One cycle's training and acquisition settings. The engine maps these onto its own config."""
+    """One cycle's training and acquisition settings. Training fields have the names and defaults of the
+    engine's TrainConfig (worker/engine/config.py; a test keeps them equal: the service cannot import it)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -57,7 +58,7 @@ class TrainingSettings(BaseModel):
     weight_decay: float = Field(5e-4, ge=0, le=1)
     poly_power: float = Field(0.9, ge=0, le=10)
     warmup_fraction: float = Field(0.1, ge=0, le=1, description="Supervised-only share of iterations.")
-    ema: float = Field(0.99, ge=0, lt=1, description="Mean-teacher EMA cap.")
+    ema_momentum: float = Field(0.99, ge=0, lt=1, description="Mean-teacher EMA cap.")
     tau: float = Field(0.97, gt=0, lt=1, description="Confidence threshold of the per-image weight η.")
     mix: Literal["classmix", "cutmix", "cowmix", "none"] = "classmix"
     pseudo_label: Literal["argmax", "pseudoseg"] = Field(
@@ -76,9 +77,19 @@ class TrainingSettings(BaseModel):
                                   "resized to it for training, scoring and evaluation (regions and "
                                   "pre-labels stay in original pixels); None: the model's default "
                                   "(unet_small never, deeplabv3plus_mobilenetv2 1024).")
-    init: Literal["pretrained", "random"] = "pretrained"
+    init: Literal["pretrained", "random"] = Field(
+        "pretrained", description="pretrained: a fresh model each cycle (deeplab's encoder from ImageNet); "
+                                  "random: a fresh model without ImageNet weights.")
     seed: int = Field(0, ge=0)
 
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        """Settings stored before the fields took TrainConfig's names."""
+        if isinstance(data, dict) and "ema" in data:
+            data = {**{k: v for k, v in data.items() if k != "ema"}, "ema_momentum": data["ema"]}
+        return data
 
     @model_validator(mode="after")
     def _crop_fits_base(self) -> "TrainingSettings":

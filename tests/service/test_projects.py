@@ -11,7 +11,7 @@ def test_create_read_list_with_design_defaults(client, admin, annotator):
     t = p["training"]
     assert (t["lr"], t["momentum"], t["nesterov"], t["weight_decay"], t["poly_power"]) == (
         None, 0.9, True, 5e-4, 0.9)  # lr None: the model's own default
-    assert (t["warmup_fraction"], t["ema"], t["tau"], t["mix"], t["acquisition"]) == (
+    assert (t["warmup_fraction"], t["ema_momentum"], t["tau"], t["mix"], t["acquisition"]) == (
         0.1, 0.99, 0.97, "classmix", "entropy")
     assert (t["budget_per_image"], t["budget"], t["model"], t["init"]) == (
         4, None, "unet_small", "pretrained")
@@ -88,6 +88,9 @@ BAD_BODIES = {
     "training typo": {"classes": CLASSES, "training": {"learning_rate": 0.1}},
     "training lr": {"classes": CLASSES, "training": {"lr": -1}},
     "training acquisition": {"classes": CLASSES, "training": {"acquisition": "vibes"}},
+    "crop size": {"classes": CLASSES, "training": {"crop_size": 0}},
+    "base size": {"classes": CLASSES, "training": {"base_size": -1}},
+    "crop over base": {"classes": CLASSES, "training": {"crop_size": 512, "base_size": 256}},
     "blank name": {"classes": CLASSES, "name": "   "},
 }
 
@@ -118,6 +121,7 @@ def test_duplicate_name_409(client, admin, session):
     ({"classes": [_cls(0), _cls(0, "b")]}, 422),        # duplicate ids
     ({"training": {"lr": "fast"}}, 422),
     ({"training": {"nope": 1}}, 422),
+    ({"training": {"crop_size": 600, "base_size": 500}}, 422),
     ({"region": {"kind": "grid", "size": -3}}, 422),
     ({"name": "other"}, 409),
 ])

@@ -198,12 +198,14 @@ def test_a_worker_that_lost_its_cycle_stops_and_writes_nothing(session, settings
 
 
 def test_bad_training_settings_fail_the_cycle_with_a_clear_error(session, settings, project):
-    project.training = {**project.training, "model": "deeplabv3plus_mobilenetv2", "init": "random"}
+    # deeplab resizes long sides to 1024 by default: a 2048 crop cannot fit (the schema alone cannot
+    # know the model's default base size).
+    project.training = {**project.training, "model": "deeplabv3plus_mobilenetv2", "crop_size": 2048}
     session.commit()
     cycle = create_cycle(session, project)
     assert execute_cycle(settings, cycle.id) == "failed"
     c = _cycle(session, cycle.id)
-    assert c.status == "failed" and "init 'random'" in c.error
+    assert c.status == "failed" and "crop_size 2048 is larger than base_size 1024" in c.error
     assert session.scalar(select(func.count()).select_from(Region)) == 0
 
 

@@ -14,7 +14,7 @@ from worker.engine.losses import CONSISTENCY
 from worker.engine.models import check_model_name
 
 MIX_MODES = ("classmix", "balanced_classmix", "cutmix", "cowmix", "cowout", "none")
-INITS = ("pretrained", "previous")
+INITS = ("pretrained", "random", "previous")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -51,7 +51,9 @@ def model_defaults(model: str) -> ModelDefaults:
 class TrainConfig:
     model: str = "unet_small"
     weights: str | None = None  # ImageNet MobileNetV2 file for deeplab; None = the packaged file
-    init: str = "pretrained"  # pretrained: fresh model each cycle (S4AL) | previous: warm start
+    # pretrained: a fresh model each cycle, deeplab's encoder from ImageNet (S4AL) | random: a fresh model
+    # without ImageNet weights | previous: warm start from the last cycle's student
+    init: str = "pretrained"
     iterations: int = 2000
     batch_size: int = 8  # labeled crops per step
     unlabeled_batch_size: int = 8  # pool crops per step, mixed in pairs (i, i-1)

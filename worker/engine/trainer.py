@@ -101,7 +101,8 @@ class Step:
                  class_counts: np.ndarray) -> None:
         self.cfg, self.device = config, device
         self.autocast = autocast_args(config, device)
-        pretrained = (config.weights or True) if config.model == "deeplabv3plus_mobilenetv2" else None
+        imagenet = config.model == "deeplabv3plus_mobilenetv2" and config.init != "random"
+        pretrained = (config.weights or True) if imagenet else None
         student = build_model(config.model, data.num_classes, pretrained=pretrained)
         if config.init == "previous" and init_state is not None:
             student.load_state_dict(init_state["student"])

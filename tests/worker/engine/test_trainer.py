@@ -25,7 +25,7 @@ def test_config_round_trips_and_rejects_unknown_keys():
 @pytest.mark.parametrize("change, message", [
     ({"mix": "mixup"}, "unknown mix 'mixup'"),
     ({"model": "vgg"}, "unknown model 'vgg'"),
-    ({"init": "random"}, "unknown init"),
+    ({"init": "warm"}, "unknown init"),
     ({"consistency": "kl"}, "unknown consistency"),
     ({"iterations": 0}, "iterations"),
     ({"tau": 1.0}, "tau"),

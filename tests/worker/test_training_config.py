@@ -1,0 +1,43 @@
+"""The project's training schema and the engine's TrainConfig share names and defaults."""
+
+from dataclasses import fields
+
+import pytest
+
+from service.models import Project
+from service.schemas.project import TrainingSettings
+from service.settings import Settings
+from worker.engine.config import TrainConfig
+from worker.training_config import ACQUISITION_FIELDS, BadTrainingSettings, resolve_configs
+
+
+def test_every_training_field_is_a_train_config_field_with_the_same_default():
+    config = {f.name: f for f in fields(TrainConfig)}
+    schema = TrainingSettings()
+    for name in TrainingSettings.model_fields:
+        if name in ACQUISITION_FIELDS:
+            continue
+        assert name in config, f"{name} is not a TrainConfig field"
+        assert getattr(schema, name) == config[name].default, name
+
+
+def _project(**training) -> Project:
+    return Project(name="p", classes=[], region={"kind": "grid", "size": 16}, training=training)
+
+
+def test_settings_reach_the_engine_by_name():
+    cfg, acq, resolved = resolve_configs(_project(iterations=7, ema_momentum=0.9, crop_size=32, base_size=48,
+                                                  replay_size=0, init="random"), Settings(_env_file=None))
+    assert (cfg.iterations, cfg.ema_momentum, cfg.crop, cfg.base, cfg.mix, cfg.init) == (
+        7, 0.9, 32, 48, "classmix", "random")
+    assert resolve_configs(_project(), Settings(_env_file=None))[0].mix == "balanced_classmix"
+    assert resolved["project_training"]["ema_momentum"] == 0.9
+    # Settings stored under the schema's earlier name still load.
+    assert resolve_configs(_project(ema=0.95), Settings(_env_file=None))[0].ema_momentum == 0.95
+
+
+def test_a_crop_larger_than_the_base_size_is_refused():
+    with pytest.raises(ValueError, match="crop_size 64 is larger than base_size 32"):
+        TrainingSettings(crop_size=64, base_size=32)
+    with pytest.raises(BadTrainingSettings, match="crop_size 2048 is larger than base_size 1024"):
+        resolve_configs(_project(model="deeplabv3plus_mobilenetv2", crop_size=2048), Settings(_env_file=None))
