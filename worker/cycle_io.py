@@ -13,6 +13,8 @@ attempts), so only the holder of the current attempt can change it:
   its regions. A crash before that commit leaves no row; a re-run writes the same keys.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import socket
@@ -163,7 +165,7 @@ class Heartbeat:
             except Exception:  # a database hiccup: try again next time; staleness is the reaper's call
                 log.exception("heartbeat of cycle %s failed", self.claim.cycle_id)
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 
