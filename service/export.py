@@ -41,7 +41,7 @@ def export_entries(session: Session, storage: Storage, project: Project) -> Iter
         splits.setdefault(image.split, []).append(image.stem)
     for split in sorted(splits):
         yield f"splits/{split}.txt", ("\n".join(splits[split]) + "\n").encode()
-    # --- image-level tags (PseudoSeg, issue 6; owner of this hunk: service/tags.py) ---
+    # --- image-level tags (PseudoSeg; read by service/tags.py) ---
     tags = tags_by_stem(session, project.id)
     if tags:
         yield "tags.json", (json.dumps(tags, indent=2) + "\n").encode()

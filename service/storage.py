@@ -57,8 +57,9 @@ def superpixel_key(project_id: int, image_id: int, size: int) -> str:
     return f"{project_prefix(project_id)}/superpixels/{int(image_id)}-{int(size)}.npy"
 
 
-def prelabel_key(project_id: int, region_id: int) -> str:
-    return f"{project_prefix(project_id)}/prelabels/{int(region_id)}.png"
+def prelabel_key(project_id: int, cycle_id: int, index: int) -> str:
+    """Fixed by the cycle and the region's rank: a re-run of a crashed attempt overwrites, never piles up."""
+    return f"{project_prefix(project_id)}/prelabels/cycle-{int(cycle_id)}/{int(index)}.png"
 
 
 class Storage:

@@ -1,4 +1,4 @@
-"""One active-learning cycle: train (semi-supervised) -> score the pool -> evaluate. See ENGINE_CONTRACT.md.
+"""One active-learning cycle: train (semi-supervised) -> score the pool -> evaluate.
 
 Used by `s4al simulate` and by the Celery task; neither needs anything else from the engine.
 Everything that can be wrong with the inputs is checked before training starts.
@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from service.masks import IGNORE
 from worker.engine import checkpoint as ckpt_io
 from worker.engine.acquisition import check_metric, class_balance_weights
+from worker.engine.errors import Cancelled
 from worker.engine.loader import default_loader_workers
 from worker.engine.metrics import iou_list, miou
 from worker.engine.pool import ArrayPool, FilePool, LabelStats, Pool, Sample, check_pool
@@ -23,12 +25,11 @@ from worker.engine.pseudoseg_report import check_tags, classifier_uncertainty, m
 from worker.engine.regions import SelectedRegion, check_region_kind
 from worker.engine.selection import check_budget
 from worker.engine.stream import evaluate_pool, score_and_select
-from worker.engine.trainer import Cancelled, TrainConfig, train
+from worker.engine.trainer import TrainConfig, train
 
 __all__ = ["AcquisitionConfig", "Cancelled", "CycleData", "CycleOutput", "FilePool", "Sample",
            "SelectedRegion", "TrainConfig", "check_cycle_inputs", "evaluate", "run_cycle"]
 
-IGNORE = 255
 Progress = Callable[[str, int, int, dict], None]
 
 
@@ -98,8 +99,6 @@ class AcquisitionConfig:
         check_metric(self.metric)
         check_region_kind(self.region_kind, self.region_size)
         check_budget(self.budget_regions, self.budget_fraction, self.per_image)
-        if self.budget_regions is not None and self.budget_fraction is not None:
-            raise ValueError("give budget_regions or budget_fraction, not both")
 
 
 @dataclass

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 
-IGNORE = 255
+from service.masks import IGNORE
+
 
 
 @dataclass(frozen=True)

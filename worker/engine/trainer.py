@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from worker.engine.config import DEVICES, INITS, MIX_MODES, MODEL_DEFAULTS, TrainConfig
+from worker.engine.errors import Cancelled
 from worker.engine.loader import StepDraws, crop_loader, default_loader_workers, to_device
 from worker.engine.losses import supervised_ce, teacher_targets
 from worker.engine.masks import classmix_mask, cow_mask, cutmix_mask
@@ -35,10 +36,6 @@ from worker.engine.teacher import EMATeacher
 
 __all__ = ["DEVICES", "INITS", "MIX_MODES", "MODEL_DEFAULTS", "Cancelled", "TrainConfig", "TrainResult",
            "resolve_device", "train", "unsup_weight"]
-
-
-class Cancelled(Exception):
-    """Raised by `train` when `should_stop()` returns True."""
 
 
 @dataclass
