@@ -38,6 +38,9 @@ def simulate(
     jobs: Annotated[int, Opt(help="Run the arms in this many processes at once.")] = 1,
     pseudo_label: Annotated[str, Opt(help="argmax | pseudoseg (PseudoSeg's fused targets).")] = "argmax",
     tags: Annotated[str, Opt(help="none | all: oracle image-level tags for every train image.")] = "none",
+    crop_size: Annotated[int | None, Opt(help="Training crop side (default: the model's).")] = None,
+    base_size: Annotated[int | None, Opt(help="Long side images are resized to (default: the model's).")] =
+        None,
 ) -> None:
     """Simulate active learning with an oracle annotator; compare arms; write result.json + curve.png."""
     from worker.simulate import SimulateConfig
@@ -47,7 +50,8 @@ def simulate(
                          compare=[a.strip() for a in compare.split(",") if a.strip()],
                          region_size=region_size, batch_size=batch_size,
                          unlabeled_batch_size=unlabeled_batch_size, lr=lr, seed=seed, device=device,
-                         full_check=full_check, jobs=jobs, pseudo_label=pseudo_label, tags=tags)
+                         full_check=full_check, jobs=jobs, pseudo_label=pseudo_label, tags=tags,
+                         crop_size=crop_size, base_size=base_size)
     try:
         cfg.validate()  # bad arguments fail here, before torch trains anything
     except ValueError as exc:

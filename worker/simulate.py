@@ -46,6 +46,8 @@ class SimulateConfig:
     device: str = "auto"
     full_check: bool = True  # also train `full` at 2N iterations
     jobs: int = 1  # arms run in this many processes at once (each with the caller's torch threads)
+    crop_size: int | None = None  # None: the model's default (TrainConfig)
+    base_size: int | None = None  # None: the model's default (TrainConfig)
     # --- PseudoSeg ---
     pseudo_label: str = "argmax"  # argmax | pseudoseg: the targets of the arms that mix (s4al, random)
     tags: str = "none"  # none | all: oracle image-level tags (the ground truth's classes) for every image
@@ -85,7 +87,7 @@ class SimulateConfig:
         return TrainConfig(model=self.model, iterations=iterations or self.iterations, mix=mix,
                            batch_size=self.batch_size, unlabeled_batch_size=self.unlabeled_batch_size,
                            lr=self.lr, seed=self.seed + seed_offset, device=self.device,
-                           pseudo_label=pseudo_label)
+                           pseudo_label=pseudo_label, crop_size=self.crop_size, base_size=self.base_size)
 
 
 def _load(cfg: SimulateConfig):

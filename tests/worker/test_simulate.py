@@ -56,6 +56,8 @@ def test_simulate_two_cycles_all_arms_through_the_cli(tmp_path):
     (["--acquisition", "bald"], "unknown acquisition metric 'bald'"),
     (["--model", "vgg"], "unknown model 'vgg'"),
     (["--compare", "random,oracle"], "unknown arm(s) in --compare: oracle"),
+    (["--crop-size", "64", "--base-size", "32"], "crop_size 64 is larger than base_size 32"),
+    (["--crop-size", "0"], "crop_size must be a positive integer"),
 ])
 def test_bad_arguments_fail_before_training(tmp_path, args, message):
     folder = make_folder(tmp_path / "ds", n_train=2, n_val=1)

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from service.masks import IGNORE
 from worker.engine import checkpoint as ckpt_io
 from worker.engine.acquisition import check_metric, class_balance_weights
 from worker.engine.errors import Cancelled

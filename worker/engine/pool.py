@@ -18,7 +18,6 @@ from PIL import Image as PILImage
 from service.masks import IGNORE
 
 
-
 @dataclass(frozen=True)
 class Sample:
     image: str  # image file (PNG/JPEG)
