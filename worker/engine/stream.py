@@ -69,12 +69,17 @@ class PoolItems(Dataset):
         return i, image, label, sp
 
 
+def _as_is(item):
+    """The loader's collate: items stay as they are (a module function: spawned workers pickle it)."""
+    return item
+
+
 def pool_batches(pool: Pool, *, batch_size: int, max_pixels: int, workers: int = 0,
                  superpixel_size: int | None = None, with_labels: bool = True) -> Iterator[list]:
     """Lists of consecutive same-size items (see `PoolItems`), in pool order."""
     extra = {"prefetch_factor": 2} if workers > 0 else {}
     loader = DataLoader(PoolItems(pool, superpixel_size, with_labels), batch_size=None, shuffle=False,
-                        num_workers=min(workers, len(pool)), collate_fn=lambda item: item, **extra)
+                        num_workers=min(workers, len(pool)), collate_fn=_as_is, **extra)
     batch: list = []
     for item in loader:
         h, w = item[1].shape[:2]
