@@ -18,6 +18,7 @@ ADMIN_TOKEN_FILE = "admin-token"
 
 class Role(StrEnum):
     admin = "admin"
+    reviewer = "reviewer"
     annotator = "annotator"
 
 
@@ -61,7 +62,7 @@ def migrate() -> None:
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Option(help="Who holds it, e.g. alice.")],
-    role: Annotated[Role, typer.Option(help="admin or annotator.")] = Role.annotator,
+    role: Annotated[Role, typer.Option(help="admin, reviewer or annotator.")] = Role.annotator,
 ) -> None:
     """Create a token and print it. It is stored hashed: this is the only time it is shown."""
     from service.auth import create_token

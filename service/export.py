@@ -29,7 +29,7 @@ def export_entries(session: Session, storage: Storage, project: Project) -> Iter
     """(relative path, bytes) of every file of the export, one at a time (memory: one image)."""
     yield "classes.json", (json.dumps(project.classes, indent=2) + "\n").encode()
     labeled = set(session.scalars(select(Annotation.image_id).join(Image, Image.id == Annotation.image_id)
-                                  .where(Image.project_id == project.id).distinct()))
+                                  .where(Image.project_id == project.id, Annotation.in_labels).distinct()))
     images = list(session.scalars(select(Image).where(Image.project_id == project.id).order_by(Image.id)))
     splits: dict[str, list[str]] = {}
     for image in images:

@@ -7,10 +7,12 @@ from sqlalchemy.orm import Session
 
 from service.auth import AdminToken, CurrentToken, SessionDep
 from service.models import Cycle, Image, Project
+from service.quality import forget_quality
 from service.schemas.project import (
     ProjectCreate,
     ProjectPublic,
     ProjectUpdate,
+    QualitySettings,
     TrainingSettings,
 )
 from service.storage import StorageDep
@@ -54,7 +56,7 @@ def create_project(body: ProjectCreate, session: SessionDep, _: AdminToken) -> P
         raise HTTPException(status.HTTP_409_CONFLICT, f"a project named {name!r} exists")
     project = Project(name=name, classes=[c.model_dump() for c in body.classes],
                       region=body.region.model_dump(), ignore_index=body.ignore_index,
-                      training=body.training.model_dump())
+                      training=body.training.model_dump(), quality=body.quality.model_dump())
     session.add(project)
     _commit_or_409(session, name)
     return _public(session, project)
@@ -96,16 +98,23 @@ def update_project(project_id: int, body: ProjectUpdate, session: SessionDep, _:
         try:
             merged = TrainingSettings.model_validate({**project.training, **body.training})
         except ValueError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _errors(exc)) from exc
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _errors(exc, "training")) from exc
         project.training = merged.model_dump()
+    if body.quality is not None:
+        try:
+            quality = QualitySettings.model_validate({**(project.quality or {}), **body.quality})
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _errors(exc, "quality")) from exc
+        project.quality = quality.model_dump()
     _commit_or_409(session, project.name)
+    forget_quality(project.id)
     return _public(session, project)
 
 
-def _errors(exc: ValueError) -> list | str:
+def _errors(exc: ValueError, field: str) -> list | str:
     errors = getattr(exc, "errors", None)
     if callable(errors):
-        return [{"loc": ["body", "training", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+        return [{"loc": ["body", field, *e["loc"]], "msg": e["msg"], "type": e["type"]}
                 for e in errors()]
     return str(exc)
 
