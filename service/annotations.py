@@ -159,7 +159,7 @@ def _after_submit(session: Session, storage, quality, lease: Lease, region: Regi
     if region.status == "gold":  # scored, never a label; the region stays gold for the others
         score_submission(storage, region, ann, mask)
         return
-    if quality is not None and ann.source == "human" and wants_overlap(session, quality, region) > 1:
+    if quality is not None and ann.source == "human" and wants_overlap(session, quality, region, ann) > 1:
         _vote(session, storage, lease, region, ann, now)
         return
     if quality is not None and ann.source == "human" and needs_review(session, quality, region.project_id,

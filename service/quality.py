@@ -78,14 +78,14 @@ def needs_review(session: Session, quality: QualitySettings, project_id: int, to
     return False
 
 
-def wants_overlap(session: Session, quality: QualitySettings, region: Region,
+def wants_overlap(session: Session, quality: QualitySettings, region: Region, ann: Annotation,
                   rng: random.Random = random) -> int:  # type: ignore[assignment]
-    """The number of annotators this region wants: drawn once, at its first vote."""
+    """The number of annotators this region wants: drawn once, at its first annotation `ann`."""
     if region.overlap > 1 or quality.overlap <= 1:
         return region.overlap
-    first = session.scalar(select(func.count()).select_from(Annotation)
-                           .where(Annotation.region_id == region.id))
-    if first == 0 and rng.random() < quality.overlap_rate:
+    others = session.scalar(select(func.count()).select_from(Annotation)
+                            .where(Annotation.region_id == region.id, Annotation.id != ann.id))
+    if others == 0 and rng.random() < quality.overlap_rate:
         region.overlap = quality.overlap
     return region.overlap
 

@@ -100,7 +100,8 @@ def lease(project_id: int, request: Request, session: SessionDep, token: Current
 def queue_stats(project_id: int, session: SessionDep, _: CurrentToken, now: NowDep) -> QueueStats:
     project_or_404(session, project_id)
     in_project = Region.project_id == project_id
-    counts = dict(session.execute(select(Region.status, func.count()).where(in_project)
+    told = Region.status != "gold"  # gold regions are never told apart
+    counts = dict(session.execute(select(Region.status, func.count()).where(in_project, told)
                                   .group_by(Region.status)).all())
     live = and_(Region.status == "leased", Region.lease_expires_at > now)
     leased_by = dict(session.execute(select(Region.lease_token_id, func.count()).where(in_project, live)
