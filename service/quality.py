@@ -21,13 +21,14 @@ from service.models import Annotation, Lease, Project, Region
 from service.schemas.project import QualitySettings
 
 QUALITY_CACHE_SECONDS = 10.0
-_cache: dict[int, tuple[float, QualitySettings]] = {}
+_cache: dict[tuple[str, int], tuple[float, QualitySettings]] = {}  # (database, project id)
 _cache_lock = threading.Lock()
 
 
 def quality_of(session: Session, project_id: int) -> QualitySettings | None:
     """The project's quality settings (cached a few seconds per worker); None if there is no project."""
-    hit = _cache.get(project_id)
+    key = (str(session.get_bind().url), project_id)
+    hit = _cache.get(key)
     if hit is not None and hit[0] > time.monotonic():
         return hit[1]
     stored = session.scalar(select(Project.quality).where(Project.id == project_id))
@@ -36,13 +37,14 @@ def quality_of(session: Session, project_id: int) -> QualitySettings | None:
         return None
     quality = QualitySettings.model_validate(stored or {})
     with _cache_lock:
-        _cache[project_id] = (time.monotonic() + QUALITY_CACHE_SECONDS, quality)
+        _cache[key] = (time.monotonic() + QUALITY_CACHE_SECONDS, quality)
     return quality
 
 
 def forget_quality(project_id: int) -> None:
     with _cache_lock:
-        _cache.pop(project_id, None)
+        for key in [k for k in _cache if k[1] == project_id]:
+            del _cache[key]
 
 
 def draw_gold(quality: QualitySettings | None, rng: random.Random = random) -> bool:  # type: ignore[assignment]
