@@ -2,6 +2,7 @@
 one region per tab; an empty region cannot be submitted."""
 
 import io
+import time
 import zipfile
 
 import numpy as np
@@ -11,6 +12,7 @@ from sqlalchemy import select
 
 from service.db import session_factory
 from service.models import Lease, Token
+from service.models import Region as RegionRow
 from tests.e2e.conftest import enter_token, screenshot
 from tests.e2e.test_annotator import SIZE, Region, paint_row, seed, stored_mask, wait_annotations
 from tests.service.queue_helpers import prelabel_array, token_row
@@ -132,3 +134,47 @@ def test_an_empty_region_cannot_be_submitted_and_a_bad_link_token_says_so(live_u
     page.keyboard.press("Enter")
     expect(page.locator("#message")).to_contain_text("Nothing is labeled in this region")
     assert wait_annotations(settings, 1, timeout=1) == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_refused_region_is_named_and_kept_across_a_reload(live_url, settings, page):
+    seeded, token = seed(settings, boxes=[(32, 32), (64, 32), (0, 0)])
+    page.route("**/api/leases/*/annotation", lambda route: route.fulfill(
+        status=404, content_type="application/json", body='{"detail": "lease not found"}'))
+    page.goto(f"{live_url}/annotate/{seeded.project_id}")
+    enter_token(page, token)
+    expect(page.locator("#region-info")).to_contain_text("at (32, 32)")
+    page.keyboard.press("1")
+    paint_class_1(page, (0, 0, 96, 96), (32, 32))
+    page.keyboard.press("Enter")
+    refused = page.locator("#refused")
+    expect(refused).to_contain_text("region (32, 32) 32×32 of image img0: 404: lease not found")
+    page.reload()
+    expect(refused).to_contain_text("region (32, 32)")  # still in IndexedDB, never dropped
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_page_that_lost_its_lease_says_so_before_painting(live_url, settings, page):
+    seeded, token = seed(settings, boxes=[(32, 32), (64, 32), (0, 0)])
+    page.goto(f"{live_url}/annotate/{seeded.project_id}")
+    enter_token(page, token)
+    expect(page.locator("#region-info")).to_contain_text("at (32, 32)")
+    prefetched = select(Lease).where(Lease.region_id == seeded.region_ids[1], Lease.state == "active")
+    with session_factory(settings.sqlalchemy_url)() as s:  # the prefetched region's lease runs out ...
+        for _ in range(100):
+            if lease := s.scalar(prefetched):
+                break
+            time.sleep(0.05)
+        past = lease.created_at.replace(year=2000)
+        lease.expires_at = past
+        s.get(RegionRow, seeded.region_ids[1]).lease_expires_at = past
+        s.commit()
+        from service.queue import lease_next
+
+        _, bob = token_row(s, "bob")
+        assert lease_next(s, settings, seeded.project_id, bob).id == seeded.region_ids[1]  # ... bob has it
+    page.keyboard.press("1")
+    paint_class_1(page, (0, 0, 96, 96), (32, 32))
+    page.keyboard.press("Enter")
+    expect(page.locator("#region-info")).to_contain_text("at (64, 32)")
+    expect(page.locator("#message")).to_contain_text("no longer holds region (64, 32)")
