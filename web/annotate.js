@@ -209,10 +209,16 @@ async function submit() {
   }
   state.current = null; // a second Enter now goes to the next region, never this one again
   const { w, h } = item.lease.region;
-  const png = await encodeGray8(w, h, mask);
-  await state.outbox.add({ key: crypto.randomUUID(), leaseId: item.lease.lease_id, png: await png.arrayBuffer(),
-                           stem: item.lease.image.stem, region: item.lease.region,
-                           activeSeconds: Math.round(item.activeSeconds), strokes: editor.strokes });
+  try {
+    const png = await encodeGray8(w, h, mask);
+    await state.outbox.add({ key: crypto.randomUUID(), leaseId: item.lease.lease_id, png: await png.arrayBuffer(),
+                             stem: item.lease.image.stem, region: item.lease.region,
+                             activeSeconds: Math.round(item.activeSeconds), strokes: editor.strokes });
+  } catch (err) { // the browser would not store it (storage full, private mode): stay on the region
+    state.current = item;
+    message(`Could not keep this region in the browser (${describe(err)}); it was not submitted.`, "error");
+    return;
+  }
   await next();
 }
 
