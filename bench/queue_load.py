@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from service.auth import create_token  # noqa: E402
 from service.db import session_factory  # noqa: E402
-from service.labels import encode_mask_png  # noqa: E402
+from service.masks import encode_mask_png  # noqa: E402
 from service.migrate import upgrade_to_head  # noqa: E402
 from service.storage import Storage, mask_key  # noqa: E402
 

@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 
 from service.gold import read_mask, score_submission
 from service.imaging import PNG_MAGIC, ImageError, open_header
-from service.labels import IGNORE, MaskError, add_annotation, decode_mask_png
+from service.labels import add_annotation
+from service.masks import IGNORE, MaskError, decode_mask_png
 from service.models import Annotation, Image, Lease, Region, Token, utcnow
 from service.quality import (
     consensus_votes,

@@ -19,7 +19,7 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.labels import IGNORE, encode_mask_png
+from service.masks import IGNORE, encode_mask_png
 from service.models import Annotation, Image, Lease, Region
 from service.storage import Storage, mask_key
 

@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.labels import IGNORE
+from service.masks import IGNORE
 from service.models import Annotation, Lease, Project, Region
 from service.schemas.project import QualitySettings
 

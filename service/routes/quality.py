@@ -13,7 +13,7 @@ from service.auth import CurrentToken, SessionDep
 from service.gold import read_mask
 from service.models import Annotation, Cycle, Image, Project, Region, Token
 from service.quality import agreement_iou, quality_of
-from service.routes.queue import project_or_404
+from service.routes.deps import project_or_404
 from service.schemas.review import (
     AnnotatorEffort,
     AnnotatorQuality,

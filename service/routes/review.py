@@ -13,7 +13,8 @@ from service.gold import gold_from_annotation, gold_from_oracle
 from service.models import Annotation, Image, Project, Region, Token
 from service.queue import QueueError, request_now
 from service.review import accept, fix, next_pending, reject
-from service.routes.queue import crop_box, default_context, http_error, project_or_404
+from service.routes.deps import project_or_404
+from service.routes.queue import crop_box, default_context, http_error
 from service.routes.regions import CACHE
 from service.schemas.queue import CropBox, ImageBrief
 from service.schemas.review import (

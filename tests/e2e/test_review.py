@@ -9,7 +9,7 @@ from sqlalchemy import select
 from service.annotations import submit_annotation
 from service.db import session_factory
 from service.gold import gold_from_oracle
-from service.labels import encode_mask_png
+from service.masks import encode_mask_png
 from service.models import Annotation, Image, Project, Region
 from service.quality import forget_quality
 from service.queue import lease_next
@@ -74,7 +74,7 @@ def test_review_accept_reject_fix(live_url, settings, page):
         fixed_mask = storage_for(settings).read_bytes(fix.mask_path)
     assert states == [("human", "accepted", True), ("human", "rejected", False), ("human", "fixed", False),
                       ("review", "accepted", True)]
-    from service.labels import decode_mask_png
+    from service.masks import decode_mask_png
 
     got = decode_mask_png(fixed_mask, SIZE, SIZE, 3)
     assert (got[5, 2:21] == 2).all() and (got[15, :] == 1).all()

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from service.labels import assemble_labels, encode_mask_png
+from service.labels import assemble_labels
+from service.masks import encode_mask_png
 from service.models import Annotation, Image, Lease, Region
 from service.storage import oracle_key, storage_for
 from tests.service.queue_helpers import CLASSES, bearer, mask_bytes, prelabel_array, seed_queue, token_row
@@ -234,3 +235,21 @@ def test_effort_figures_per_project_and_annotator(client, session, settings, adm
     assert by["a"]["seconds_per_region"] == pytest.approx(18) and by["a"]["strokes_per_region"] == 2
     assert by["b"]["unchanged_share"] == 0 and by["b"]["pixels_changed"] > 0
     assert [p["number"] for p in e["curve"]] == [1]
+
+
+def test_an_admin_marks_an_annotation_as_gold(client, session, settings, admin):
+    seeded = seed_queue(session, settings, regions=2, size=SIZE, prelabel=True)
+    a, _ = token_row(session, "a")
+    b, _ = token_row(session, "b")
+    held = lease(client, seeded.project_id, a)
+    ann_id = send(client, held["lease_id"], a, full(1)).json()["id"]
+    assert client.post(f"/api/annotations/{ann_id}/gold", headers=bearer(a)).status_code == 403
+    assert client.post(f"/api/annotations/{ann_id}/gold", headers=admin).json() == {"created": 1, "total": 1}
+    set_quality(client, seeded.project_id, admin, gold_rate=1.0)
+    held = lease(client, seeded.project_id, b)
+    gold = session.scalar(select(Region).where(Region.status == "gold"))
+    assert held["region"]["id"] == gold.id and (gold.x, gold.y) == (held["region"]["x"], held["region"]["y"])
+    half = full(1)
+    half[:, : SIZE // 2] = 2
+    scored = session.get(Annotation, send(client, held["lease_id"], b, half).json()["id"])
+    assert scored.gold_accuracy == pytest.approx(0.5) and scored.gold_miou == pytest.approx(0.25)
