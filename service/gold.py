@@ -12,7 +12,8 @@ classes either side has) and kept out of the labels.
 
 import dataclasses
 import io
-from datetime import datetime
+import secrets
+from datetime import datetime, timedelta
 
 import numpy as np
 from PIL import Image as PILImage
@@ -21,15 +22,16 @@ from sqlalchemy.orm import Session
 
 from service.masks import IGNORE, encode_mask_png
 from service.models import Annotation, Image, Lease, Region
+from service.queue import MAX_LIVE_LEASES, LeasedRegion, write_tx
 from service.storage import Storage, mask_key
 
 
-def claim_gold(session: Session, project_id: int, token_id: int, page: str | None, holding: set[str],
-               lease_id: str, now: datetime, expires: datetime):
+def claim_gold(session: Session, settings, project_id: int, token_id: int, page: str | None,
+               holding: set[str], now: datetime) -> LeasedRegion | None:
     """A lease on a gold region this token never had, when the page would claim a new region anyway
     (it holds no live lease outside `holding`, and fewer than the maximum); else None."""
-    from service.queue import MAX_LIVE_LEASES, LeasedRegion, write_tx
-
+    lease_id = secrets.token_urlsafe(18)
+    expires = now + timedelta(seconds=settings.lease_ttl_seconds)
     with write_tx(session, durable=False):
         live = session.scalars(select(Lease.id).join(Region, Region.id == Lease.region_id).where(
             Region.project_id == project_id, Lease.token_id == token_id,
@@ -75,8 +77,6 @@ def score_submission(storage: Storage, region: Region, ann: Annotation, mask: np
 
 def gold_from_oracle(session: Session, storage: Storage, project_id: int, count: int) -> int:
     """Turn up to `count` queued regions whose image has an oracle mask into gold regions; how many."""
-    from service.queue import write_tx
-
     made = 0
     with write_tx(session):
         regions = session.scalars(select(Region).join(Image, Image.id == Region.image_id).where(
@@ -98,8 +98,6 @@ def gold_from_oracle(session: Session, storage: Storage, project_id: int, count:
 
 def gold_from_annotation(session: Session, storage: Storage, ann: Annotation) -> Region:
     """A new gold region with this annotation's box and mask as its answer (the admin vouches for it)."""
-    from service.queue import write_tx
-
     with write_tx(session):
         source = session.get(Region, ann.region_id) if ann.region_id else None
         image = session.get(Image, ann.image_id)

@@ -273,24 +273,18 @@ _REGION_FIELDS = [f for f in LeasedRegion.__dataclass_fields__ if f != "image"]
 
 
 def lease_next(session: Session, settings, project_id: int, token: Token | TokenPublic, *,
-               holding: Iterable[str] = (), page: str | None = None, now: datetime | None = None,
-               gold: bool = False) -> LeasedRegion | None:
+               holding: Iterable[str] = (), page: str | None = None,
+               now: datetime | None = None) -> LeasedRegion | None:
     """Lease the best queued region of a project to `token` on `page` (see the module docstring); commits.
 
     Returns the leased region, or None when nothing is left. Raises LeaseConflict when the page
     already holds MAX_LIVE_LEASES other live leases. PostgreSQL runs it as one server-side function
-    (service/queue_pg.py), SQLite as the Python below; both follow the same steps. `gold` (the caller
-    drew a gold lease) first tries a gold region (service/gold.py), when the page would claim anew.
+    (service/queue_pg.py), SQLite as the Python below; both follow the same steps. (A gold lease,
+    service/gold.claim_gold, is tried by the route before this, when the project's gold_rate draws one.)
     """
     now = now or utcnow()
     lease_id = secrets.token_urlsafe(18)
     expires = now + timedelta(seconds=settings.lease_ttl_seconds)
-    if gold:
-        from service.gold import claim_gold
-
-        claimed = claim_gold(session, project_id, token.id, page, set(holding), lease_id, now, expires)
-        if claimed is not None:
-            return claimed
     if session.get_bind().dialect.name == "postgresql":
         return _lease_postgresql(session, project_id, token.id, page, sorted(set(holding)), now, expires,
                                  lease_id)

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response, 
 from sqlalchemy import and_, case, func, select
 
 from service.auth import CurrentToken, SessionDep
+from service.gold import claim_gold
 from service.models import Annotation, Image, Region, Token
 from service.quality import draw_gold, quality_of
 from service.queue import ImageRef, LeasedRegion, QueueError, lease_next, request_now
@@ -79,10 +80,13 @@ def lease(project_id: int, request: Request, session: SessionDep, token: Current
           body: Annotated[LeaseRequest | None, Body()] = None) -> LeasePublic | Response:
     """Lease the best queued region, or get back the live lease the caller already holds."""
     settings = request.app.state.settings
-    gold = draw_gold(quality_of(session, project_id))
+    holding, page = (body.holding, body.page) if body else ([], None)
     try:
-        region = lease_next(session, settings, project_id, token, holding=body.holding if body else (),
-                            page=body.page if body else None, now=now, gold=gold)
+        region = None
+        if draw_gold(quality_of(session, project_id)):  # a gold region, if this page may claim one now
+            region = claim_gold(session, settings, project_id, token.id, page, set(holding), now)
+        if region is None:
+            region = lease_next(session, settings, project_id, token, holding=holding, page=page, now=now)
     except QueueError as exc:
         raise http_error(exc) from exc
     if region is None:
