@@ -71,6 +71,7 @@ class Project(Base):
     region: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"kind": "grid", "size": 32}
     ignore_index: Mapped[int] = mapped_column(Integer, default=255)
     training: Mapped[dict[str, Any]] = mapped_column(JSON)  # TrainConfig overrides + acquisition
+    auto_cycle: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # AutoCycleSettings; None = off
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -108,6 +109,8 @@ class Cycle(Base):
     number: Mapped[int] = mapped_column(Integer)
     # queued running succeeded failed cancelled
     status: Mapped[str] = mapped_column(String(20), default="queued")
+    # manual (an admin asked for it) | auto (the project's auto_cycle rule started it)
+    trigger: Mapped[str] = mapped_column(String(10), default="manual", server_default="manual")
     phase: Mapped[str | None] = mapped_column(String(40))
     step: Mapped[int] = mapped_column(Integer, default=0)
     total: Mapped[int] = mapped_column(Integer, default=0)
@@ -186,6 +189,8 @@ class Annotation(Base):
     __table_args__ = (
         UniqueConstraint("token_id", "idempotency_key"),
         Index("ix_annotation_image", "image_id", "created_at"),
+        # The auto-cycle rule counts the labels submitted since the last cycle after every submit.
+        Index("ix_annotation_created", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

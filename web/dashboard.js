@@ -3,6 +3,7 @@
 
 import { api, apiFetch, clear, el, formatPercent, formatSeconds, requireToken } from "./common.js";
 import { drawCurve } from "./chart.js";
+import { refreshAutoCycle } from "./dashboard_auto.js";
 
 const $ = (id) => document.getElementById(id);
 const FAST_POLL_MS = 2000, SLOW_POLL_MS = 15000;
@@ -23,7 +24,7 @@ function progressCell(c) {
 function cycleRow(c) {
   const m = c.metrics || {};
   const tr = el("tr", { "data-cycle": c.id, "data-status": c.status },
-    el("td", {}, String(c.number)),
+    el("td", {}, String(c.number), c.trigger === "auto" ? el("span", { class: "small", title: "started by the auto-cycle rule" }, " auto") : ""),
     el("td", {}, el("span", { class: `status status-${c.status}` }, c.status),
        c.cancel_requested && c.status === "running" ? " (cancelling)" : ""),
     el("td", {}, c.phase || ""),
@@ -88,6 +89,7 @@ async function refresh() {
     renderCycles(cycles);
     renderMetrics(metrics);
     renderQueue(stats);
+    refreshAutoCycle(id);
     busy = cycles.some((c) => c.status === "running" || c.status === "queued");
     $("start-cycle").disabled = busy;
     message("");

@@ -9,6 +9,7 @@ from service.auth import AdminToken, CurrentToken, SessionDep
 from service.models import Cycle, Image, Project
 from service.routes.deps import project_or_404
 from service.schemas.project import (
+    AutoCycleSettings,
     ProjectCreate,
     ProjectPublic,
     ProjectUpdate,
@@ -50,7 +51,7 @@ def create_project(body: ProjectCreate, session: SessionDep, _: AdminToken) -> P
         raise HTTPException(status.HTTP_409_CONFLICT, f"a project named {name!r} exists")
     project = Project(name=name, classes=[c.model_dump() for c in body.classes],
                       region=body.region.model_dump(), ignore_index=body.ignore_index,
-                      training=body.training.model_dump())
+                      training=body.training.model_dump(), auto_cycle=body.auto_cycle.model_dump())
     session.add(project)
     _commit_or_409(session, name)
     return _public(session, project)
@@ -92,16 +93,22 @@ def update_project(project_id: int, body: ProjectUpdate, session: SessionDep, _:
         try:
             merged = TrainingSettings.model_validate({**project.training, **body.training})
         except ValueError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _errors(exc)) from exc
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _errors(exc, "training")) from exc
         project.training = merged.model_dump()
+    if body.auto_cycle is not None:
+        try:
+            auto = AutoCycleSettings.model_validate({**(project.auto_cycle or {}), **body.auto_cycle})
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _errors(exc, "auto_cycle")) from exc
+        project.auto_cycle = auto.model_dump()
     _commit_or_409(session, project.name)
     return _public(session, project)
 
 
-def _errors(exc: ValueError) -> list | str:
+def _errors(exc: ValueError, field: str) -> list | str:
     errors = getattr(exc, "errors", None)
     if callable(errors):
-        return [{"loc": ["body", "training", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+        return [{"loc": ["body", field, *e["loc"]], "msg": e["msg"], "type": e["type"]}
                 for e in errors()]
     return str(exc)
 

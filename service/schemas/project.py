@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.masks import IGNORE
 
@@ -74,6 +74,26 @@ class TrainingSettings(BaseModel):
     seed: int = Field(0, ge=0)
 
 
+class AutoCycleSettings(BaseModel):
+    """Start the next cycle without an admin: checked after every submit and skip, never while a
+    cycle is queued or running. Either rule suffices; 0 turns a rule off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, strict=True)
+    after_labeled: int = Field(0, ge=0, strict=True, le=1_000_000, description="Start once this many labels were "
+                               "submitted since the last cycle started; 0 = off.")
+    when_queue_below: int = Field(1, ge=0, le=1_000_000, strict=True, description="Start once fewer regions than this "
+                                  "wait in the queue (1: when it is empty); 0 = off.")
+
+    @model_validator(mode="after")
+    def _some_rule(self) -> "AutoCycleSettings":
+        if self.enabled and not (self.after_labeled or self.when_queue_below):
+            raise ValueError("enabled with both after_labeled and when_queue_below at 0 would never start "
+                             "a cycle")
+        return self
+
+
 class ProjectCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -82,6 +102,7 @@ class ProjectCreate(BaseModel):
     region: RegionSettings = Field(default_factory=RegionSettings)
     ignore_index: Literal[255] = IGNORE
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    auto_cycle: AutoCycleSettings = Field(default_factory=AutoCycleSettings)
 
     @field_validator("classes")
     @classmethod
@@ -99,6 +120,7 @@ class ProjectUpdate(BaseModel):
     classes: list[ClassDef] | None = None
     region: RegionSettings | None = None
     training: dict | None = None
+    auto_cycle: dict | None = Field(None, description="Merged into the current auto-cycle settings.")
 
     @field_validator("classes")
     @classmethod
@@ -115,6 +137,12 @@ class ProjectPublic(BaseModel):
     region: RegionSettings
     ignore_index: int
     training: TrainingSettings
+    auto_cycle: AutoCycleSettings = Field(default_factory=AutoCycleSettings)
     created_at: datetime
     updated_at: datetime
     image_count: int = 0
+
+    @field_validator("auto_cycle", mode="before")
+    @classmethod
+    def _auto_cycle(cls, v):  # projects made before the setting existed have none stored
+        return AutoCycleSettings() if v is None else v
