@@ -3,10 +3,10 @@
 from fastapi import APIRouter, HTTPException, Request, status
 
 from service.auth import AdminToken, CurrentToken, SessionDep
+from service.auto_cycle import rule_of, state_of
 from service.cycles import CycleConflict, create_cycle, dispatch_cycle, project_cycles, request_cancel
 from service.models import Cycle
 from service.routes.deps import cycle_or_404, project_or_404
-from service.auto_cycle import rule_of, state_of
 from service.schemas.cycle import AutoCycleStatus, CyclePublic, MetricsPoint, ProjectMetrics
 
 router = APIRouter(prefix="/api", tags=["cycles"])

@@ -81,10 +81,10 @@ class AutoCycleSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(False, strict=True)
-    after_labeled: int = Field(0, ge=0, strict=True, le=1_000_000, description="Start once this many labels were "
-                               "submitted since the last cycle started; 0 = off.")
-    when_queue_below: int = Field(1, ge=0, le=1_000_000, strict=True, description="Start once fewer regions than this "
-                                  "wait in the queue (1: when it is empty); 0 = off.")
+    after_labeled: int = Field(0, ge=0, le=1_000_000, strict=True, description=(
+        "Start once this many labels were submitted since the last cycle started; 0 = off."))
+    when_queue_below: int = Field(1, ge=0, le=1_000_000, strict=True, description=(
+        "Start once fewer regions than this wait in the queue (1: when it is empty); 0 = off."))
 
     @model_validator(mode="after")
     def _some_rule(self) -> "AutoCycleSettings":

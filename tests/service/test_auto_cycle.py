@@ -73,7 +73,8 @@ def test_threshold_reached_queues_exactly_one_cycle(client, admin, session, sett
     for _ in range(2):  # more labels while it is queued start nothing more
         assert label_one(client, seeded.project_id, a).status_code == 201
     found = cycles(session, seeded.project_id)
-    assert [(c.number, c.status, c.trigger) for c in found] == [(1, "succeeded", "manual"), (2, "queued", "auto")]
+    assert [(c.number, c.status, c.trigger) for c in found] == [(1, "succeeded", "manual"),
+                                                                (2, "queued", "auto")]
     assert _broker_messages(settings) == [{"task": "worker.tasks.run_cycle", "args": f"[{found[1].id}]",
                                            "queue": "gpu"}]
     listed = client.get(f"/api/projects/{seeded.project_id}/cycles", headers=admin).json()
@@ -96,7 +97,8 @@ def test_queue_below_rule_on_submit_and_on_skip(client, admin, session, settings
     assert len(cycles(session, seeded.project_id)) == 1
     held = client.post(f"/api/projects/{seeded.project_id}/queue/lease", headers=bearer(a)).json()
     assert len(cycles(session, seeded.project_id)) == 1  # leasing checks nothing
-    skipped = client.post(f"/api/leases/{held['lease_id']}/skip", json={"reason": "blurry"}, headers=bearer(a))
+    skipped = client.post(f"/api/leases/{held['lease_id']}/skip", json={"reason": "blurry"},
+                          headers=bearer(a))
     assert skipped.status_code == 200 and skipped.json()["state"] == "skipped"
     assert [(c.number, c.trigger) for c in cycles(session, seeded.project_id)] == [(1, "manual"), (2, "auto")]
     assert status(client, admin, seeded.project_id)["waiting"] == 1
@@ -127,8 +129,8 @@ def test_bad_settings_are_422(client, admin, session, settings, rule):
     r = client.patch(f"/api/projects/{seeded.project_id}", json={"auto_cycle": rule}, headers=admin)
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["loc"][:2] == ["body", "auto_cycle"]
-    made = client.post("/api/projects", json={"name": "q", "classes": [{"id": 0, "name": "bg", "color": "#000000"}],
-                                              "auto_cycle": rule}, headers=admin)
+    body = {"name": "q", "classes": [{"id": 0, "name": "bg", "color": "#000000"}], "auto_cycle": rule}
+    made = client.post("/api/projects", json=body, headers=admin)
     assert made.status_code == 422
     assert client.get(f"/api/projects/{seeded.project_id}", headers=admin).json()["auto_cycle"] == OFF
 
