@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.cycles import ACTIVE, CycleConflict, create_cycle, dispatch_cycle
@@ -69,18 +69,25 @@ def _count(query, cap: int | None):
 
 
 def _labels_since(project_id: int, since: datetime | None, cap: int | None):
-    query = (select(Annotation.id).join(Region, Region.id == Annotation.region_id)
-             .where(Region.project_id == project_id))
+    # The project is looked up per annotation (a correlated primary-key read), never by a join: with one
+    # big project the planner would otherwise scan every region of it to join a handful of new labels.
+    project_of = select(Region.project_id).where(Region.id == Annotation.region_id).scalar_subquery()
+    query = select(Annotation.id).where(Annotation.region_id.is_not(None), project_of == project_id)
     if since is not None:
         query = query.where(Annotation.created_at >= since)
     return _count(query, cap)
 
 
 def _waiting(project_id: int, now: datetime, cap: int | None):
-    # A lease that expired gives its region back to the queue, whether or not anyone has noticed yet.
-    query = select(Region.id).where(Region.project_id == project_id, or_(
-        Region.status == "queued", and_(Region.status == "leased", Region.lease_expires_at <= now)))
-    return _count(query, cap)
+    """Queued regions, and leased ones whose lease expired (back in the queue, whether or not anyone
+    has noticed yet); two counts, so that each reads its own index. The queue's order (that of
+    ix_region_queue) keeps the planner on that index: queued regions are the newest rows, so a scan of
+    the table that stops at the first few would read all the labeled ones before them."""
+    in_project = Region.project_id == project_id
+    queued = (select(Region.id).where(in_project, Region.status == "queued")
+              .order_by(Region.score.desc(), Region.id.desc()))
+    expired = select(Region.id).where(Region.status == "leased", Region.lease_expires_at <= now, in_project)
+    return _count(queued, cap) + _count(expired, cap)
 
 
 def state_of(session: Session, project_id: int, rule: AutoCycleSettings, now: datetime | None = None, *,

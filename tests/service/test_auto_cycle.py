@@ -11,9 +11,10 @@ from sqlalchemy import select
 import service.cycles
 from service.auto_cycle import maybe_start_auto_cycle
 from service.db import session_factory
-from service.models import Cycle, Project, utcnow
+from service.models import Cycle, Image, Project, Region, utcnow
 from tests.service.queue_helpers import bearer, mask_bytes, seed_queue, token_row
 from tests.service.test_cycles import _broker_messages
+from tests.worker.tiny import make_project
 
 OFF = {"enabled": False, "after_labeled": 0, "when_queue_below": 1}
 
@@ -171,3 +172,29 @@ def test_a_concurrent_double_trigger_creates_one_cycle(session, settings, monkey
     assert [(c.number, c.status, c.trigger) for c in cycles(session, seeded.project_id)] == [
         (1, "succeeded", "manual"), (2, "queued", "auto")]
     assert len(_broker_messages(settings)) == 1
+
+
+def test_labels_of_another_project_do_not_count(client, admin, session, settings):
+    mine = seed_queue(session, settings, regions=3, name="mine")
+    other = seed_queue(session, settings, regions=3, name="other")
+    set_rule(client, admin, mine.project_id, enabled=True, after_labeled=2, when_queue_below=0)
+    a, _ = token_row(session, "a")
+    for _ in range(3):
+        assert label_one(client, other.project_id, a).status_code == 201
+    assert status(client, admin, mine.project_id)["labeled_since"] == 0
+    assert status(client, admin, other.project_id)["labeled_since"] == 3
+    assert [c.number for c in cycles(session, mine.project_id)] == [1]
+
+
+def test_an_oracle_batch_checks_once_at_its_end(client, admin, session, settings, tmp_path):
+    project = make_project(session, settings, tmp_path)
+    session.add(Cycle(project_id=project.id, number=1, status="succeeded"))
+    train = select(Image).where(Image.project_id == project.id, Image.split == "train")
+    image = session.scalars(train).first()
+    session.add_all(Region(project_id=project.id, image_id=image.id, x=x, y=0, w=16, h=16, score=-x)
+                    for x in (0, 16))
+    session.commit()
+    set_rule(client, admin, project.id, enabled=True, after_labeled=1, when_queue_below=0)
+    r = client.post(f"/api/projects/{project.id}/oracle", headers=admin)
+    assert r.status_code == 200 and r.json()["labeled"] == 2
+    assert [(c.number, c.trigger) for c in cycles(session, project.id)] == [(1, "manual"), (2, "auto")]
