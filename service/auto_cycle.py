@@ -32,7 +32,7 @@ class AutoCycleState:
 
     rule: AutoCycleSettings
     last_cycle: Cycle | None
-    labeled_since: int  # labels submitted since the last cycle started (capped at the threshold by `check`)
+    labeled_since: int  # labels submitted since the last cycle started (the check stops at its threshold)
     waiting: int  # regions waiting to be leased (capped likewise)
 
     @property
