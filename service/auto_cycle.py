@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service.cycles import ACTIVE, CycleConflict, create_cycle, dispatch_cycle
@@ -113,7 +114,18 @@ def state_of(session: Session, project_id: int, rule: AutoCycleSettings, now: da
 def maybe_start_auto_cycle(session: Session, settings, *, project_id: int | None = None,
                            region_id: int | None = None, now: datetime | None = None) -> Cycle | None:
     """Start the project's next cycle if its rule says so; returns the cycle, or None. The project is
-    given by its id or by one of its regions. Call it after the submit or skip has been committed."""
+    given by its id or by one of its regions. Call it after the submit or skip has been committed: a
+    database error here is logged, never raised, since what the caller stored is stored."""
+    try:
+        return _maybe_start(session, settings, project_id, region_id, now)
+    except SQLAlchemyError:
+        log.exception("the auto-cycle check failed (project %s, region %s)", project_id, region_id)
+        session.rollback()
+        return None
+
+
+def _maybe_start(session: Session, settings, project_id: int | None, region_id: int | None,
+                 now: datetime | None) -> Cycle | None:
     query = select(Project.id, Project.auto_cycle)
     if region_id is not None:
         query = query.join(Region, Region.project_id == Project.id).where(Region.id == region_id)

@@ -7,7 +7,9 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
+import service.auto_cycle
 import service.cycles
 from service.auto_cycle import maybe_start_auto_cycle
 from service.db import session_factory
@@ -198,3 +200,17 @@ def test_an_oracle_batch_checks_once_at_its_end(client, admin, session, settings
     r = client.post(f"/api/projects/{project.id}/oracle", headers=admin)
     assert r.status_code == 200 and r.json()["labeled"] == 2
     assert [(c.number, c.trigger) for c in cycles(session, project.id)] == [(1, "manual"), (2, "auto")]
+
+
+def test_a_failing_check_never_fails_the_submit(client, admin, session, settings, monkeypatch):
+    seeded = seed_queue(session, settings, regions=2)
+    set_rule(client, admin, seeded.project_id, enabled=True, after_labeled=1, when_queue_below=0)
+
+    def broken(*args, **kwargs):
+        raise OperationalError("SELECT", {}, Exception("the database went away"))
+
+    monkeypatch.setattr(service.auto_cycle, "state_of", broken)
+    a, _ = token_row(session, "a")
+    r = label_one(client, seeded.project_id, a)
+    assert r.status_code == 201 and r.json()["region_id"] == seeded.region_ids[0]
+    assert [c.number for c in cycles(session, seeded.project_id)] == [1]
