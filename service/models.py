@@ -71,9 +71,9 @@ class Project(Base):
     region: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"kind": "grid", "size": 32}
     ignore_index: Mapped[int] = mapped_column(Integer, default=255)
     training: Mapped[dict[str, Any]] = mapped_column(JSON)  # TrainConfig overrides + acquisition
-    auto_cycle: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # AutoCycleSettings; None = off
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    auto_cycle: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # AutoCycleSettings; None = off
 
     images: Mapped[list["Image"]] = relationship(back_populates="project", cascade="all, delete-orphan",
                                                  passive_deletes=True)

@@ -2,8 +2,8 @@
 // latest cycle, queue statistics, and (for admins) starting a cycle and downloading the labels.
 
 import { api, apiFetch, clear, el, formatPercent, formatSeconds, requireToken } from "./common.js";
-import { drawCurve } from "./chart.js";
 import { refreshAutoCycle } from "./dashboard_auto.js";
+import { drawCurve } from "./chart.js";
 
 const $ = (id) => document.getElementById(id);
 const FAST_POLL_MS = 2000, SLOW_POLL_MS = 15000;
@@ -89,9 +89,9 @@ async function refresh() {
     renderCycles(cycles);
     renderMetrics(metrics);
     renderQueue(stats);
-    refreshAutoCycle(id);
     busy = cycles.some((c) => c.status === "running" || c.status === "queued");
     $("start-cycle").disabled = busy;
+    refreshAutoCycle(id);
     message("");
   } catch (err) {
     message(`Could not refresh: ${err.message}`, "error");

@@ -51,8 +51,9 @@ def create_project(body: ProjectCreate, session: SessionDep, _: AdminToken) -> P
         raise HTTPException(status.HTTP_409_CONFLICT, f"a project named {name!r} exists")
     project = Project(name=name, classes=[c.model_dump() for c in body.classes],
                       region=body.region.model_dump(), ignore_index=body.ignore_index,
-                      training=body.training.model_dump(), auto_cycle=body.auto_cycle.model_dump())
+                      training=body.training.model_dump())
     session.add(project)
+    project.auto_cycle = body.auto_cycle.model_dump()
     _commit_or_409(session, name)
     return _public(session, project)
 
@@ -89,18 +90,18 @@ def update_project(project_id: int, body: ProjectUpdate, session: SessionDep, _:
         project.classes = [c.model_dump() for c in body.classes]
     if body.region is not None:
         project.region = body.region.model_dump()
-    if body.training is not None:
-        try:
-            merged = TrainingSettings.model_validate({**project.training, **body.training})
-        except ValueError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _errors(exc, "training")) from exc
-        project.training = merged.model_dump()
     if body.auto_cycle is not None:
         try:
             auto = AutoCycleSettings.model_validate({**(project.auto_cycle or {}), **body.auto_cycle})
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _errors(exc, "auto_cycle")) from exc
         project.auto_cycle = auto.model_dump()
+    if body.training is not None:
+        try:
+            merged = TrainingSettings.model_validate({**project.training, **body.training})
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _errors(exc, "training")) from exc
+        project.training = merged.model_dump()
     _commit_or_409(session, project.name)
     return _public(session, project)
 

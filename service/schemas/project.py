@@ -1,9 +1,9 @@
 """Project schemas: classes, region settings, training settings (defaults from DESIGN §1)."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from service.masks import IGNORE
 
@@ -101,8 +101,8 @@ class ProjectCreate(BaseModel):
     classes: list[ClassDef]
     region: RegionSettings = Field(default_factory=RegionSettings)
     ignore_index: Literal[255] = IGNORE
-    training: TrainingSettings = Field(default_factory=TrainingSettings)
     auto_cycle: AutoCycleSettings = Field(default_factory=AutoCycleSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
 
     @field_validator("classes")
     @classmethod
@@ -119,8 +119,8 @@ class ProjectUpdate(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=200, pattern=r"\S")
     classes: list[ClassDef] | None = None
     region: RegionSettings | None = None
-    training: dict | None = None
     auto_cycle: dict | None = Field(None, description="Merged into the current auto-cycle settings.")
+    training: dict | None = None
 
     @field_validator("classes")
     @classmethod
@@ -136,13 +136,10 @@ class ProjectPublic(BaseModel):
     classes: list[ClassDef]
     region: RegionSettings
     ignore_index: int
+    # Projects made before the setting existed have none stored: off.
+    auto_cycle: Annotated[AutoCycleSettings, BeforeValidator(lambda v: {} if v is None else v)] = Field(
+        default_factory=AutoCycleSettings)
     training: TrainingSettings
-    auto_cycle: AutoCycleSettings = Field(default_factory=AutoCycleSettings)
     created_at: datetime
     updated_at: datetime
     image_count: int = 0
-
-    @field_validator("auto_cycle", mode="before")
-    @classmethod
-    def _auto_cycle(cls, v):  # projects made before the setting existed have none stored
-        return AutoCycleSettings() if v is None else v
