@@ -188,9 +188,9 @@ class Annotation(Base):
     __tablename__ = "annotation"
     __table_args__ = (
         UniqueConstraint("token_id", "idempotency_key"),
-        Index("ix_annotation_image", "image_id", "created_at"),
         # The auto-cycle rule counts the labels submitted since the last cycle after every submit.
         Index("ix_annotation_created", "created_at"),
+        Index("ix_annotation_image", "image_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -43,6 +43,26 @@ class RegionSettings(BaseModel):
     size: int = Field(32, ge=4, le=2048, description="Grid cell side, or the mean superpixel side, in px.")
 
 
+class AutoCycleSettings(BaseModel):
+    """Start the next cycle without an admin: checked after every submit and skip, never while a
+    cycle is queued or running. Either rule suffices; 0 turns a rule off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, strict=True)
+    after_labeled: int = Field(0, ge=0, le=1_000_000, strict=True, description=(
+        "Start once this many labels were submitted since the last cycle started; 0 = off."))
+    when_queue_below: int = Field(1, ge=0, le=1_000_000, strict=True, description=(
+        "Start once fewer regions than this wait in the queue (1: when it is empty); 0 = off."))
+
+    @model_validator(mode="after")
+    def _some_rule(self) -> "AutoCycleSettings":
+        if self.enabled and not (self.after_labeled or self.when_queue_below):
+            raise ValueError("enabled with both after_labeled and when_queue_below at 0 would never start "
+                             "a cycle")
+        return self
+
+
 class TrainingSettings(BaseModel):
     """One cycle's training and acquisition settings. The engine maps these onto its own config."""
 
@@ -72,26 +92,6 @@ class TrainingSettings(BaseModel):
     model: Literal["unet_small", "deeplabv3plus_mobilenetv2"] = "unet_small"
     init: Literal["pretrained", "random"] = "pretrained"
     seed: int = Field(0, ge=0)
-
-
-class AutoCycleSettings(BaseModel):
-    """Start the next cycle without an admin: checked after every submit and skip, never while a
-    cycle is queued or running. Either rule suffices; 0 turns a rule off."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(False, strict=True)
-    after_labeled: int = Field(0, ge=0, le=1_000_000, strict=True, description=(
-        "Start once this many labels were submitted since the last cycle started; 0 = off."))
-    when_queue_below: int = Field(1, ge=0, le=1_000_000, strict=True, description=(
-        "Start once fewer regions than this wait in the queue (1: when it is empty); 0 = off."))
-
-    @model_validator(mode="after")
-    def _some_rule(self) -> "AutoCycleSettings":
-        if self.enabled and not (self.after_labeled or self.when_queue_below):
-            raise ValueError("enabled with both after_labeled and when_queue_below at 0 would never start "
-                             "a cycle")
-        return self
 
 
 class ProjectCreate(BaseModel):
