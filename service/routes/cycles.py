@@ -37,6 +37,18 @@ def list_cycles(project_id: int, session: SessionDep, _: CurrentToken) -> list[C
     return list(project_cycles(session, project_id))
 
 
+@router.get("/projects/{project_id}/auto-cycle", response_model=AutoCycleStatus)
+def auto_cycle_status(project_id: int, session: SessionDep, _: CurrentToken) -> AutoCycleStatus:
+    """The project's auto-cycle rule (set with PATCH /api/projects/{id}, `auto_cycle`) and its progress:
+    labels since the latest cycle started, regions waiting, whether a cycle is active."""
+    project = project_or_404(session, project_id)
+    state = state_of(session, project.id, rule_of(project.auto_cycle))
+    last = state.last_cycle
+    return AutoCycleStatus(project_id=project.id, **state.rule.model_dump(),
+                           last_cycle=last.number if last else None, active=state.active,
+                           labeled_since=state.labeled_since, waiting=state.waiting)
+
+
 @router.get("/cycles/{cycle_id}", response_model=CyclePublic)
 def read_cycle(cycle_id: int, session: SessionDep, _: CurrentToken) -> Cycle:
     return cycle_or_404(session, cycle_id)
@@ -67,14 +79,3 @@ def project_metrics(project_id: int, session: SessionDep, _: CurrentToken) -> Pr
     names = [c["name"] for c in sorted(project.classes, key=lambda c: c["id"])]
     return ProjectMetrics(project_id=project.id, class_names=names, cycles=points)
 
-
-@router.get("/projects/{project_id}/auto-cycle", response_model=AutoCycleStatus)
-def auto_cycle_status(project_id: int, session: SessionDep, _: CurrentToken) -> AutoCycleStatus:
-    """The project's auto-cycle rule (set with PATCH /api/projects/{id}, `auto_cycle`) and its progress:
-    labels since the latest cycle started, regions waiting, whether a cycle is active."""
-    project = project_or_404(session, project_id)
-    state = state_of(session, project.id, rule_of(project.auto_cycle))
-    last = state.last_cycle
-    return AutoCycleStatus(project_id=project.id, **state.rule.model_dump(),
-                           last_cycle=last.number if last else None, active=state.active,
-                           labeled_since=state.labeled_since, waiting=state.waiting)
