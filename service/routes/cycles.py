@@ -1,14 +1,17 @@
 """Cycles: start (admin), list, read, cancel (admin), and a project's learning curve."""
 
+import logging
+
 from fastapi import APIRouter, HTTPException, Request, status
+from sqlalchemy import update
 
 from service.auth import AdminToken, CurrentToken, SessionDep
-from service.auto_cycle import rule_of, state_of
-from service.cycles import CycleConflict, create_cycle, dispatch_cycle, project_cycles, request_cancel
-from service.models import Cycle
+from service.cycles import CycleConflict, create_cycle, project_cycles, request_cancel, send_run_cycle
+from service.models import Cycle, utcnow
 from service.routes.deps import cycle_or_404, project_or_404
-from service.schemas.cycle import AutoCycleStatus, CyclePublic, MetricsPoint, ProjectMetrics
+from service.schemas.cycle import CyclePublic, MetricsPoint, ProjectMetrics
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["cycles"])
 
 
@@ -25,9 +28,15 @@ def start_cycle(project_id: int, request: Request, session: SessionDep, _: Admin
         cycle = create_cycle(session, project)
     except CycleConflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    error = dispatch_cycle(session, request.app.state.settings, cycle)
-    if error is not None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"cycle {cycle.id}: {error}")
+    try:
+        send_run_cycle(request.app.state.settings, cycle.id)
+    except Exception as exc:  # the row is committed but no worker will hear of it: say so, clearly
+        log.exception("could not send cycle %s to the broker", cycle.id)
+        session.execute(update(Cycle).where(Cycle.id == cycle.id, Cycle.status == "queued").values(
+            status="failed", finished_at=utcnow(), error=f"could not reach the broker: {exc}"))
+        session.commit()
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"cycle {cycle.id} could not be sent to the broker: {exc}") from exc
     return cycle
 
 
@@ -35,18 +44,6 @@ def start_cycle(project_id: int, request: Request, session: SessionDep, _: Admin
 def list_cycles(project_id: int, session: SessionDep, _: CurrentToken) -> list[Cycle]:
     project_or_404(session, project_id)
     return list(project_cycles(session, project_id))
-
-
-@router.get("/projects/{project_id}/auto-cycle", response_model=AutoCycleStatus)
-def auto_cycle_status(project_id: int, session: SessionDep, _: CurrentToken) -> AutoCycleStatus:
-    """The project's auto-cycle rule (set with PATCH /api/projects/{id}, `auto_cycle`) and its progress:
-    labels since the latest cycle started, regions waiting, whether a cycle is active."""
-    project = project_or_404(session, project_id)
-    state = state_of(session, project.id, rule_of(project.auto_cycle))
-    last = state.last_cycle
-    return AutoCycleStatus(project_id=project.id, **state.rule.model_dump(),
-                           last_cycle=last.number if last else None, active=state.active,
-                           labeled_since=state.labeled_since, waiting=state.waiting)
 
 
 @router.get("/cycles/{cycle_id}", response_model=CyclePublic)
@@ -78,4 +75,3 @@ def project_metrics(project_id: int, session: SessionDep, _: CurrentToken) -> Pr
                                    per_class_iou=m.get("per_class_iou")))
     names = [c["name"] for c in sorted(project.classes, key=lambda c: c["id"])]
     return ProjectMetrics(project_id=project.id, class_names=names, cycles=points)
-

@@ -6,10 +6,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.auth import AdminToken, CurrentToken, SessionDep
+from service.auto_cycle import rule_of, state_of
 from service.models import Cycle, Image, Project
 from service.routes.deps import project_or_404
 from service.schemas.project import (
     AutoCycleSettings,
+    AutoCycleStatus,
     ProjectCreate,
     ProjectPublic,
     ProjectUpdate,
@@ -128,3 +130,15 @@ def delete_project(project_id: int, session: SessionDep, storage: StorageDep, _:
     # Files go after the commit: a crash in between leaves orphan files, never rows without files.
     storage.delete_project(project_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{project_id}/auto-cycle", response_model=AutoCycleStatus)
+def auto_cycle_status(project_id: int, session: SessionDep, _: CurrentToken) -> AutoCycleStatus:
+    """The project's auto-cycle rule (set with PATCH, `auto_cycle`) and its progress: labels since the
+    latest cycle started, regions waiting, whether a cycle is queued or running."""
+    project = project_or_404(session, project_id)
+    state = state_of(session, project.id, rule_of(project.auto_cycle))
+    last = state.last_cycle
+    return AutoCycleStatus(project_id=project.id, **state.rule.model_dump(),
+                           last_cycle=last.number if last else None, active=state.active,
+                           labeled_since=state.labeled_since, waiting=state.waiting)

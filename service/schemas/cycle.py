@@ -57,16 +57,3 @@ class OracleResult(BaseModel):
     labeled: int
     remaining: int
 
-
-class AutoCycleStatus(BaseModel):
-    """A project's auto-cycle rule and where it stands: what the dashboard shows."""
-
-    project_id: int
-    enabled: bool
-    after_labeled: int = Field(description="0: the rule is off")
-    when_queue_below: int = Field(description="0: the rule is off")
-    last_cycle: int | None = Field(description="Number of the latest cycle; labels are counted since it "
-                                               "started")
-    active: bool = Field(description="A cycle is queued or running: no other starts until it ends")
-    labeled_since: int = Field(description="Labels submitted since the latest cycle started")
-    waiting: int = Field(description="Regions waiting to be leased")

@@ -36,13 +36,6 @@ def check_classes(classes: list[ClassDef]) -> list[ClassDef]:
     return sorted(classes, key=lambda c: c.id)
 
 
-class RegionSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["grid", "superpixel"] = "grid"
-    size: int = Field(32, ge=4, le=2048, description="Grid cell side, or the mean superpixel side, in px.")
-
-
 class AutoCycleSettings(BaseModel):
     """Start the next cycle without an admin: checked after every submit and skip, never while a
     cycle is queued or running. Either rule suffices; 0 turns a rule off."""
@@ -61,6 +54,27 @@ class AutoCycleSettings(BaseModel):
             raise ValueError("enabled with both after_labeled and when_queue_below at 0 would never start "
                              "a cycle")
         return self
+
+
+class AutoCycleStatus(BaseModel):
+    """A project's auto-cycle rule and where it stands: what the dashboard shows."""
+
+    project_id: int
+    enabled: bool
+    after_labeled: int = Field(description="0: the rule is off")
+    when_queue_below: int = Field(description="0: the rule is off")
+    last_cycle: int | None = Field(description="Number of the latest cycle; labels are counted since it "
+                                               "started")
+    active: bool = Field(description="A cycle is queued or running: no other starts until it ends")
+    labeled_since: int = Field(description="Labels submitted since the latest cycle started")
+    waiting: int = Field(description="Regions waiting to be leased")
+
+
+class RegionSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["grid", "superpixel"] = "grid"
+    size: int = Field(32, ge=4, le=2048, description="Grid cell side, or the mean superpixel side, in px.")
 
 
 class TrainingSettings(BaseModel):
