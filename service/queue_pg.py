@@ -6,7 +6,7 @@ machine costs more than the statements themselves. `s4al_lease` does the same st
 inside the database, in autocommit (the statement is its own transaction), so the lease is the pool's
 ping plus one call. SQLite keeps the Python version in service/queue.py; the queue tests run both.
 
-The function is created by migration 0005 (0004 made its first version, without pages) and, for
+The function is created by migration 0006 (0004 made its first version, without pages) and, for
 databases made from the models (the tests), by `metadata.create_all` (service/models.py hooks it
 there); this module imports no models. A change to it needs a new migration that runs
 `CREATE_LEASE_FUNCTION` again.

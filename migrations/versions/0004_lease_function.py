@@ -9,7 +9,7 @@ from typing import Sequence, Union
 
 from alembic import op
 
-# The function as this revision made it (migration 0005 replaces it), frozen here.
+# The function as this revision made it (migration 0006 replaces it), frozen here.
 LEASE_FUNCTION_0004 = """
 CREATE OR REPLACE FUNCTION s4al_lease(p_project integer, p_token integer, p_holding text[],
                                       p_now timestamptz, p_expires timestamptz, p_lease text,

@@ -1,7 +1,7 @@
 """label quality: review, gold regions, consensus, effort; leases held by a page instance
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005_auto_cycle
 Create Date: 2026-11-29 01:00:00
 
 """
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from service.queue_pg import CREATE_LEASE_FUNCTION, DROP_LEASE_FUNCTION
 
-revision: str = '0005'
-down_revision: Union[str, Sequence[str], None] = '0004'
+revision: str = '0006'
+down_revision: Union[str, Sequence[str], None] = '0005_auto_cycle'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
