@@ -7,6 +7,9 @@
     splits/train.txt        stems, one a line; splits/val.txt likewise when the project has a val split
     tags.json               {stem: [class ids]}: image-level tags (newest per image), only when some exist
 
+With a fill (service/fill.py) every image gets a mask: human labels as they are, other pixels from a
+cycle's confident predictions; plus sources/<stem>.png (0 unlabeled, 1 human, 2 model) and report.json.
+
 The same layout is what `s4al import` reads, so an export can be imported as initial labels. Ground-truth
 masks kept for simulation (oracle) are never exported.
 """
@@ -16,17 +19,20 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.fill import Fill
 from service.labels import assemble_labels
-from service.masks import encode_mask_png
+from service.masks import IGNORE, encode_mask_png
 from service.models import Annotation, Image, Project
 from service.storage import Storage
 from service.tags import tags_by_stem
 
 
-def export_entries(session: Session, storage: Storage, project: Project) -> Iterator[tuple[str, bytes]]:
+def export_entries(session: Session, storage: Storage, project: Project,
+                   fill: Fill | None = None) -> Iterator[tuple[str, bytes]]:
     """(relative path, bytes) of every file of the export, one at a time (memory: one image)."""
     yield "classes.json", (json.dumps(project.classes, indent=2) + "\n").encode()
     labeled = set(session.scalars(select(Annotation.image_id).join(Image, Image.id == Annotation.image_id)
@@ -36,7 +42,13 @@ def export_entries(session: Session, storage: Storage, project: Project) -> Iter
     for image in images:
         ext = PurePosixPath(image.path).suffix or ".png"
         yield f"images/{image.stem}{ext}", storage.read_bytes(image.path)
-        if image.id in labeled:
+        if fill is not None:
+            human = assemble_labels(session, storage, image) if image.id in labeled else \
+                np.full((image.height, image.width), IGNORE, np.uint8)
+            filled, sources_png = fill.apply(storage, image, human)
+            yield f"masks/{image.stem}.png", encode_mask_png(filled)
+            yield f"sources/{image.stem}.png", sources_png
+        elif image.id in labeled:
             yield f"masks/{image.stem}.png", encode_mask_png(assemble_labels(session, storage, image))
         splits.setdefault(image.split, []).append(image.stem)
     for split in sorted(splits):
@@ -46,6 +58,8 @@ def export_entries(session: Session, storage: Storage, project: Project) -> Iter
     if tags:
         yield "tags.json", (json.dumps(tags, indent=2) + "\n").encode()
     # --- end tags ---
+    if fill is not None:
+        yield "report.json", (json.dumps(fill.report(), indent=2) + "\n").encode()
 
 
 class _Sink:
