@@ -7,6 +7,8 @@ are not there yet. Exports are made on demand, not at the end of every cycle: mo
 exported, an exporter failure can never fail a cycle, and a cycle's time stays the training's.
 """
 
+import logging
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -18,6 +20,7 @@ from service.storage import MODEL_EXTENSIONS, Storage, model_export_key, predict
 EXPORT_MODEL_TASK = "worker.tasks.export_model"
 PREDICT_IMAGES_TASK = "worker.tasks.predict_images"
 MODEL_FORMATS = tuple(MODEL_EXTENSIONS)
+log = logging.getLogger(__name__)
 
 
 class NoModel(Exception):
@@ -50,6 +53,41 @@ def best_cycle(session: Session, project_id: int) -> Cycle | None:
         return (float(miou) if miou is not None else float("-inf"), c.number)
 
     return max(cycles, key=key)
+
+
+def latest_model_cycle(session: Session, project_id: int) -> Cycle | None:
+    """The project's newest succeeded cycle with a model: it pre-labels images uploaded after it."""
+    return session.scalar(select(Cycle).where(
+        Cycle.project_id == project_id, Cycle.status == "succeeded", Cycle.checkpoint_path.is_not(None))
+        .order_by(Cycle.number.desc()).limit(1))
+
+
+def latest_prediction(session: Session, storage: Storage, image: Image) -> tuple[Cycle, str] | None:
+    """(cycle, class-id PNG key) of the newest cycle that has predicted `image`, or None."""
+    cycles = session.scalars(select(Cycle).where(
+        Cycle.project_id == image.project_id, Cycle.status == "succeeded", Cycle.checkpoint_path.is_not(None))
+        .order_by(Cycle.number.desc()))
+    for cycle in cycles:
+        key = prediction_keys(cycle.project_id, cycle.id, image.id)[0]
+        if storage.exists(key):
+            return cycle, key
+    return None
+
+
+def prelabel_new_images(settings: Settings, session: Session, project_id: int,
+                        image_ids: list[int]) -> Cycle | None:
+    """Ask a worker to predict images just added, with the latest model; the cycle asked, or None when
+    there is no model yet. A broker that cannot be reached costs the pre-labels, never the upload."""
+    cycle = latest_model_cycle(session, project_id) if image_ids else None
+    if cycle is None:
+        return None
+    try:
+        send_predict_images(settings, cycle.id, image_ids)
+    except Exception:
+        log.exception("could not send predict_images for %d new images of project %s", len(image_ids),
+                      project_id)
+        return None
+    return cycle
 
 
 def export_files(storage: Storage, cycle: Cycle, fmt: str) -> tuple[str, str] | None:

@@ -1,4 +1,5 @@
-"""A cycle's exported model (admin): served from the files a worker wrote (service/model_files.py)."""
+"""What the models made, served from the files a worker wrote (service/model_files.py): a cycle's
+exported model (admin), and an image's newest prediction (its pre-label for images added after a cycle)."""
 
 import io
 import logging
@@ -9,15 +10,30 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
-from service.auth import AdminToken, SessionDep
-from service.model_files import NoModel, export_files, require_model, send_export_model
+from service.auth import AdminToken, CurrentToken, SessionDep
+from service.model_files import NoModel, export_files, latest_prediction, require_model, send_export_model
 from service.models import Project
-from service.routes.deps import cycle_or_404
-from service.storage import MODEL_EXTENSIONS, storage_for
+from service.routes.deps import cycle_or_404, image_or_404
+from service.storage import MODEL_EXTENSIONS, StorageDep, storage_for
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["model"])
 RETRY_SECONDS = 5
+
+
+@router.get("/images/{image_id}/prediction", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}, 404: {"description": "not predicted yet"}})
+def image_prediction(image_id: int, session: SessionDep, storage: StorageDep, _: CurrentToken) -> Response:
+    """The newest model's prediction of the image (8-bit PNG of class ids); the headers say which model
+    made it: `X-Model-Version: cycle-N` and `X-Cycle-Id`."""
+    image = image_or_404(session, image_id)
+    found = latest_prediction(session, storage, image)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"image {image_id} has no model prediction yet")
+    cycle, key = found
+    return Response(storage.read_bytes(key), media_type="image/png",
+                    headers={"X-Model-Version": f"cycle-{cycle.number}", "X-Cycle-Id": str(cycle.id),
+                             "Cache-Control": "no-store"})
 
 
 @router.get("/cycles/{cycle_id}/model", responses={

@@ -4,6 +4,7 @@ PostgreSQL, on the tiny project (32x32 images with oracle ground truth)."""
 
 import io
 import json
+import sqlite3
 import zipfile
 
 import numpy as np
@@ -12,9 +13,11 @@ import torch
 from PIL import Image as PILImage
 from sqlalchemy import select
 
+from service.cycles import broker_url
 from service.labels import assemble_labels
 from service.models import Cycle, Image
 from service.storage import checkpoint_key, storage_for
+from tests.service.factories import png_bytes
 from tests.worker.tiny import label_with_oracle, make_project
 from worker.engine import checkpoint
 from worker.engine.models import build_model
@@ -129,3 +132,34 @@ def test_filled_export_bad_input(client, admin, session, settings, project):
         assert client.get(f"{base}?fill=model&min_confidence={bad}", headers=admin).status_code == 422
     assert client.get(f"{base}?fill=everything", headers=admin).status_code == 422
     assert client.get(f"{base}?fill=model&cycle_id=999999", headers=admin).status_code == 404
+
+
+def _broker_tasks(settings) -> list[tuple[str, str]]:
+    path = broker_url(settings).removeprefix("sqla+sqlite:///")
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT payload FROM kombu_message WHERE visible = 1 ORDER BY id").fetchall()
+    return [(json.loads(p)["headers"]["task"], json.loads(p)["headers"]["argsrepr"]) for (p,) in rows]
+
+
+def test_images_uploaded_after_a_cycle_get_its_prediction(client, admin, annotator, session, settings,
+                                                          project):
+    def upload(stem: str) -> dict:
+        r = client.post(f"/api/projects/{project.id}/images", headers=admin,
+                        files=[("files", (f"{stem}.png", png_bytes(32, 32, seed=len(stem)), "image/png"))])
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    assert upload("before")["prelabel_cycle_id"] is None  # no model yet: nothing to ask
+    cycle = _cycle(session, settings, project)
+    body = upload("after")
+    image_id = body["results"][0]["image"]["id"]
+    assert body["prelabel_cycle_id"] == cycle.id
+    assert ("worker.tasks.predict_images", f"[{cycle.id}, [{image_id}]]") in _broker_tasks(settings)
+    url = f"/api/images/{image_id}/prediction"
+    assert client.get(url, headers=annotator).status_code == 404
+    predict_cycle_images(session, storage_for(settings), cycle.id, [image_id])  # the task's work
+    r = client.get(url, headers=annotator)
+    assert r.status_code == 200 and r.headers["x-model-version"] == "cycle-1"
+    assert r.headers["x-cycle-id"] == str(cycle.id)
+    pred = np.array(PILImage.open(io.BytesIO(r.content)))
+    assert pred.shape == (32, 32) and pred.max() < 3
