@@ -41,6 +41,11 @@ def import_cmd(
     typer.echo(json.dumps(summary))
 
 
+class ExportFormat(StrEnum):
+    dataset = "dataset"
+    coco = "coco"
+
+
 class FillMode(StrEnum):
     none = "none"
     model = "model"
@@ -48,15 +53,19 @@ class FillMode(StrEnum):
 
 def export(project: str = typer.Argument(..., help="Project name or id."),
            out_dir: Path = typer.Argument(..., help="Folder to create (must be empty or absent)."),
+           format: Annotated[ExportFormat, typer.Option(help="dataset: the folder layout s4al imports; "
+                                                              "coco: COCO JSON with RLE masks.")]
+           = ExportFormat.dataset,
            fill: Annotated[FillMode, typer.Option(help="model: fill unlabeled pixels with a cycle's "
                                                        "confident predictions.")] = FillMode.none,
            cycle: Annotated[int | None, typer.Option(help="--fill model: the cycle id (default: the "
                                                           "project's best by val mIoU).")] = None,
            min_confidence: Annotated[float, typer.Option(help="--fill model: lowest confidence kept, "
                                                               "in (0, 1].")] = 0.9) -> None:
-    """Export a project in the dataset folder layout (classes.json, images/, masks/, splits/); with
-    --fill model also sources/ (0 unlabeled, 1 human, 2 model) and report.json."""
-    from service.export import export_entries, write_folder
+    """Export a project in the dataset folder layout (classes.json, images/, masks/, splits/) or as
+    COCO JSON with RLE masks; with --fill model also sources/ (0 unlabeled, 1 human, 2 model) and
+    report.json."""
+    from service.export import EXPORT_FORMATS, write_folder
     from service.fill import BadThreshold, Fill, check_threshold
     from service.storage import storage_for
 
@@ -69,7 +78,7 @@ def export(project: str = typer.Argument(..., help="Project name or id."),
             if fill == FillMode.model:
                 threshold = check_threshold(min_confidence)
                 spec = Fill(_fill_cycle(session, storage, settings, row, cycle), threshold)
-            n = write_folder(export_entries(session, storage, row, spec), out_dir)
+            n = write_folder(EXPORT_FORMATS[format.value](session, storage, row, spec), out_dir)
         except (FileExistsError, BadThreshold) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from service.auth import AdminToken, SessionDep
 from service.db import session_factory
-from service.export import export_entries, zip_stream
+from service.export import EXPORT_FORMATS, zip_stream
 from service.fill import Fill
 from service.model_files import NoModel, best_cycle, missing_predictions, require_model, send_predict_images
 from service.models import Cycle, Project
@@ -48,13 +48,16 @@ def fill_cycle(session: Session, project: Project, cycle_id: int | None) -> Cycl
     202: {"description": "fill=model: a worker is predicting the images; ask again after Retry-After"}})
 def export_project(
     project_id: int, request: Request, session: SessionDep, _: AdminToken,
+    format: Literal["dataset", "coco"] = Query(
+        "dataset", description="dataset: the folder layout s4al imports; coco: COCO JSON with RLE masks"),
     fill: Literal["none", "model"] = Query("none", description="model: fill unlabeled pixels with a "
                                                                "cycle's confident predictions"),
     cycle_id: int | None = Query(None, description="fill=model: the cycle (default the best by val mIoU)"),
     min_confidence: float = Query(0.9, gt=0, le=1, description="fill=model: lowest confidence kept"),
 ) -> Response:
-    """Stream images, assembled masks (255 = unlabeled), classes.json and splits as a zip; with
-    fill=model also sources/ (0 unlabeled, 1 human, 2 model) and report.json."""
+    """Stream images, assembled masks (255 = unlabeled), classes.json and splits as a zip (format=coco:
+    images and annotations.json); with fill=model also sources/ (0 unlabeled, 1 human, 2 model) and
+    report.json."""
     project = project_or_404(session, project_id)
     name = project.name
     settings = request.app.state.settings
@@ -81,9 +84,9 @@ def export_project(
         with session_factory(settings.sqlalchemy_url)() as s:
             row = s.get(Project, project_id)
             spec = Fill(s.get(Cycle, fill_id), min_confidence) if fill_id is not None else None
-            yield from zip_stream(export_entries(s, storage_for(settings), row, spec))
+            yield from zip_stream(EXPORT_FORMATS[format](s, storage_for(settings), row, spec))
 
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or f"project-{project_id}"
-    suffix = "-filled" if fill_id is not None else ""
+    suffix = ("-coco" if format == "coco" else "") + ("-filled" if fill_id is not None else "")
     return StreamingResponse(body(), media_type="application/zip",
                              headers={"Content-Disposition": f'attachment; filename="{safe}{suffix}.zip"'})

@@ -41,7 +41,7 @@ def image_prediction(image_id: int, session: SessionDep, storage: StorageDep, _:
     202: {"description": "a worker is exporting it; ask again after Retry-After seconds"},
     409: {"description": "the cycle has no model (running, failed, cancelled, cold start)"}})
 def download_model(cycle_id: int, request: Request, session: SessionDep, _: AdminToken,
-                   format: Literal["torchscript", "onnx"] = Query(  # noqa: A002 - the API's word
+                   format: Literal["torchscript", "onnx"] = Query(
                        "onnx", description="torchscript or onnx")) -> Response:
     """The cycle's teacher as TorchScript or ONNX with its JSON sidecar (classes, input, resolution,
     metrics), zipped. The first request for a format asks a worker to export it (202)."""

@@ -84,6 +84,13 @@ def test_export_fill_model_predicts_then_fills(cli_env, session, settings, proje
         mask = np.array(PILImage.open(out / "masks" / f"{stem}.png"))
         sources = np.array(PILImage.open(out / "sources" / f"{stem}.png"))
         assert ((mask == 255) == (sources == 0)).all()
+    coco = tmp_path / "coco"
+    r = runner.invoke(app, ["export", "tiny", str(coco), "--format", "coco", "--fill", "model",
+                            "--min-confidence", "0.6"])
+    assert r.exit_code == 0 and "predicting" not in r.stdout  # the predictions are on disk already
+    doc = json.loads((coco / "annotations.json").read_text())
+    assert len(doc["images"]) == 6 and {a["category_id"] for a in doc["annotations"]} <= {1, 2, 3}
+    assert json.loads((coco / "report.json").read_text())["pixels"] == report["pixels"]
     bad = runner.invoke(app, ["export", "tiny", str(tmp_path / "o2"), "--fill", "model", "--min-confidence",
                               "1.5"])
     assert bad.exit_code == 1 and "(0, 1]" in bad.stderr and not (tmp_path / "o2").exists()
