@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.masks import encode_mask_png
-from service.model_files import best_cycle, require_model
+from service.model_files import best_cycle, export_files, missing_predictions, require_model
 from service.models import Cycle, Image, Project
 from service.storage import Storage, model_export_key, prediction_keys
 from worker.engine import checkpoint
@@ -35,11 +35,16 @@ def cycle_or_error(session: Session, cycle_id: int) -> Cycle:
 
 
 def export_cycle_model(session: Session, storage: Storage, cycle_id: int, fmt: str,
-                       out: str | Path | None = None) -> Path:
-    """Export the cycle's teacher as `fmt` to `out`, or by default beside its checkpoint in storage."""
+                       out: str | Path | None = None, reuse: bool = False) -> Path:
+    """Export the cycle's teacher as `fmt` to `out`, or by default beside its checkpoint in storage
+    (with `reuse`, an export already there is kept: a request repeated while the first was queued)."""
     from worker.export_model import export_checkpoint
 
     cycle = cycle_or_error(session, cycle_id)
+    if out is None and reuse:
+        done = export_files(storage, cycle, fmt)
+        if done is not None:
+            return storage.path(done[0])
     project = session.get(Project, cycle.project_id)
     ckpt = checkpoint.load(storage.path(cycle.checkpoint_path))
     best = best_cycle(session, project.id)
@@ -64,10 +69,17 @@ def _png16(conf: np.ndarray) -> bytes:
 
 def predict_cycle_images(session: Session, storage: Storage, cycle_id: int,
                          image_ids: list[int] | None = None, device: str = "cpu", batch_size: int = 8,
-                         max_pixels: int = 4 * 1024 * 1024, progress=None) -> dict:
+                         max_pixels: int = 4 * 1024 * 1024, progress=None,
+                         only_missing: bool = False) -> dict:
     """Write the cycle's prediction (class ids, confidence) of the given images, default all of the
-    project's. Memory: one batch. Returns {"predicted": n, "failed": [(image id, error)]}."""
+    project's; with `only_missing`, of those that have none on disk yet. Memory: one batch.
+    Returns {"cycle_id", "predicted": n, "failed": [(image stem, error)]}."""
     cycle = cycle_or_error(session, cycle_id)
+    if only_missing:  # a request repeated while the first was queued finds the work done
+        wanted = set(missing_predictions(session, storage, cycle))
+        image_ids = sorted(wanted if image_ids is None else wanted & set(image_ids))
+        if not image_ids:
+            return {"cycle_id": cycle.id, "predicted": 0, "failed": []}
     model = checkpoint.load_model(checkpoint.load(storage.path(cycle.checkpoint_path))).to(device)
     query = select(Image).where(Image.project_id == cycle.project_id).order_by(Image.id)
     if image_ids is not None:

@@ -32,7 +32,7 @@ def export_model(cycle_id: int, fmt: str) -> str:
 
     settings = get_settings()
     with session_factory(settings.sqlalchemy_url)() as session:
-        return str(export_cycle_model(session, storage_for(settings), int(cycle_id), fmt))
+        return str(export_cycle_model(session, storage_for(settings), int(cycle_id), fmt, reuse=True))
 
 
 @app.task(name="worker.tasks.predict_images")
@@ -47,4 +47,4 @@ def predict_images(cycle_id: int, image_ids: list[int] | None = None) -> dict:
     settings = get_settings()
     with session_factory(settings.sqlalchemy_url)() as session:
         return predict_cycle_images(session, storage_for(settings), int(cycle_id), image_ids,
-                                    device=settings.device)
+                                    device=settings.device, only_missing=True)

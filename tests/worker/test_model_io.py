@@ -163,3 +163,15 @@ def test_images_uploaded_after_a_cycle_get_its_prediction(client, admin, annotat
     assert r.headers["x-cycle-id"] == str(cycle.id)
     pred = np.array(PILImage.open(io.BytesIO(r.content)))
     assert pred.shape == (32, 32) and pred.max() < 3
+
+
+def test_the_tasks_find_work_already_done(session, settings, project):
+    """A request repeated while the first was queued sends the task twice; the second does nothing."""
+    cycle = _cycle(session, settings, project)
+    storage = storage_for(settings)
+    first = export_cycle_model(session, storage, cycle.id, "torchscript", reuse=True)
+    stamp = first.stat().st_mtime_ns
+    assert export_cycle_model(session, storage, cycle.id, "torchscript", reuse=True) == first
+    assert first.stat().st_mtime_ns == stamp
+    assert predict_cycle_images(session, storage, cycle.id, None, only_missing=True)["predicted"] == 6
+    assert predict_cycle_images(session, storage, cycle.id, None, only_missing=True)["predicted"] == 0
