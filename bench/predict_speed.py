@@ -4,8 +4,9 @@
 
 A checkpoint of `--model` (random weights: speed does not depend on them) is exported as TorchScript and
 ONNX (timed); then each format predicts folders of `--counts` random images of `--size` px, each run in
-a fresh process (`worker.predict.predict_folder`, what `s4al predict` runs) whose peak RSS is read
-from getrusage. Memory is flat when the peak does not grow with the count. Prints a table, writes
+a fresh process (`worker.predict.predict_folder`, what `s4al predict` runs) whose peak RSS (VmHWM) is
+read after loading the model and after predicting. Memory is flat when the growth does not grow with
+the count. Prints a table, writes
 DIR/predict_speed.json.
 """
 
@@ -20,15 +21,18 @@ import numpy as np
 from PIL import Image
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from worker.predict import ExportedModel, predict_folder
+def hwm():  # peak resident set so far, MB
+    line = [x for x in open("/proc/self/status") if x.startswith("VmHWM")][0]
+    return int(line.split()[1]) / 1024
 model = ExportedModel(sys.argv[1])
+loaded = hwm()
 t0 = time.perf_counter()
 rep = predict_folder(model, Path(sys.argv[2]), Path(sys.argv[3]), confidence=True, batch_size=8)
 took = time.perf_counter() - t0
-print(json.dumps({"images": rep.predicted, "seconds": took,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"images": rep.predicted, "seconds": took, "loaded_mb": loaded, "peak_rss_mb": hwm()}))
 """
 
 
@@ -75,15 +79,19 @@ def main() -> None:
             r = json.loads(out.stdout.strip().splitlines()[-1])
             runs.append({"format": fmt, "images": r["images"], "size": args.size,
                          "images_per_s": round(r["images"] / r["seconds"], 1),
-                         "seconds": round(r["seconds"], 2), "peak_rss_mb": round(r["peak_rss_mb"], 1)})
+                         "seconds": round(r["seconds"], 2), "peak_rss_mb": round(r["peak_rss_mb"], 1),
+                         "peak_after_load_mb": round(r["loaded_mb"], 1),
+                         "growth_mb": round(r["peak_rss_mb"] - r["loaded_mb"], 1)})
     print(f"model {args.model}, {args.threads} thread(s)\n")
     print(f"{'format':<12} {'export s':>8} {'MB':>6}")
     for e in exports:
         print(f"{e['format']:<12} {e['seconds']:8.2f} {e['mb']:6.2f}")
-    print(f"\n{'format':<12} {'images':>7} {'px':>5} {'img/s':>7} {'seconds':>8} {'peak RSS MB':>12}")
+    print(f"\n{'format':<12} {'images':>7} {'px':>5} {'img/s':>7} {'seconds':>8} {'peak RSS MB':>12} "
+          f"{'after load':>10} {'growth':>7}")
     for r in runs:
         print(f"{r['format']:<12} {r['images']:7d} {r['size']:5d} {r['images_per_s']:7.1f} "
-              f"{r['seconds']:8.2f} {r['peak_rss_mb']:12.1f}")
+              f"{r['seconds']:8.2f} {r['peak_rss_mb']:12.1f} {r['peak_after_load_mb']:10.1f} "
+              f"{r['growth_mb']:7.1f}")
     result = {"model": args.model, "threads": args.threads, "exports": exports, "runs": runs}
     (args.out / "predict_speed.json").write_text(json.dumps(result, indent=2))
 
