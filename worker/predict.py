@@ -107,7 +107,7 @@ def list_images(folder: Path) -> list[Path]:
 
 def decode(path: Path) -> np.ndarray:
     with PILImage.open(path) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+        return np.array(img.convert("RGB"), dtype=np.uint8)
 
 
 @dataclass
