@@ -14,6 +14,7 @@ from service.routes import (
     health,
     images,
     leases,
+    model,
     pages,
     projects,
     quality,
@@ -51,6 +52,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cycle_routes.router)
     app.include_router(oracle_routes.router)
     app.include_router(tag_routes.router)
-    for module in (queue, leases, regions, export, review, quality, pages):
+    for module in (queue, leases, regions, export, model, review, quality, pages):
         app.include_router(module.router)
     return app
