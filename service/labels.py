@@ -2,12 +2,13 @@
 
 A mask is an 8-bit image of class ids, exactly the size of its box, with 255 = unlabeled (DESIGN §4).
 
-Assembly rule (what training reads): annotations are applied oldest → newest (by id, i.e. insertion
-order, which does not depend on clocks), and each one writes only its pixels that are not 255. So a newer
-annotation overrides older labels where it labels a pixel, and a 255 inside a newer box means "no
-opinion", not "erase": an annotator who paints part of a region does not wipe labels that an earlier
-annotation (an initial mask, another region overlapping this one) put there. Unlabeling is not a thing
-annotators can do; a wrong label is fixed by labeling the pixel again.
+Assembly rule (what training reads): the annotations that count (`in_labels`: not awaiting review,
+rejected, a gold submission or a consensus vote, see service/quality.py) are applied oldest → newest
+(by id, i.e. insertion order, which does not depend on clocks), and each one writes only its pixels
+that are not 255. So a newer annotation overrides older labels where it labels a pixel, and a 255
+inside a newer box means "no opinion", not "erase": an annotator who paints part of a region does
+not wipe labels that an earlier annotation (an initial mask, another region overlapping this one) put
+there. Unlabeling is not a thing annotators can do; a wrong label is fixed by labeling the pixel again.
 """
 
 import io
@@ -66,7 +67,7 @@ def add_annotation(
 def assemble_labels(session: Session, storage: Storage, image: Image) -> np.ndarray:
     """The image's labeled mask (H×W uint8, 255 = unlabeled): see the module docstring for the rule."""
     labels = np.full((image.height, image.width), IGNORE, dtype=np.uint8)
-    rows = session.scalars(select(Annotation).where(Annotation.image_id == image.id)
+    rows = session.scalars(select(Annotation).where(Annotation.image_id == image.id, Annotation.in_labels)
                            .order_by(Annotation.id))
     for ann in rows:
         _apply(labels, storage, ann)
@@ -84,80 +85,74 @@ def _apply(labels: np.ndarray, storage: Storage, ann: Annotation) -> None:
     view[keep] = patch[keep]
 
 
-def _materialized(storage: Storage, project_id: int) -> dict[int, tuple[int, str]]:
-    """image id -> (annotation id applied through, key) of the label files present."""
-    folder = storage.path(label_key(project_id, 0, 0)).parent
-    found: dict[int, tuple[int, str]] = {}
+def _materialized(storage: Storage, project_id: int) -> dict[int, tuple[int, int, str]]:
+    """image id -> (last annotation id applied, annotations applied, key) of the label files present."""
+    folder = storage.path(label_key(project_id, 0, 0, 0)).parent
+    found: dict[int, tuple[int, int, str]] = {}
     if not folder.is_dir():
         return found
     for name in (e.name for e in folder.iterdir()):
-        stem, _, through = name.removesuffix(".png").partition("-")
-        if name.endswith(".png") and stem.isdigit() and through.isdigit():
-            image_id, last = int(stem), int(through)
+        parts = name.removesuffix(".png").split("-")
+        if name.endswith(".png") and len(parts) == 3 and all(p.isdigit() for p in parts):
+            image_id, last, count = (int(p) for p in parts)
             if image_id not in found or last > found[image_id][0]:
-                found[image_id] = (last, label_key(project_id, image_id, last))
+                found[image_id] = (last, count, label_key(project_id, image_id, last, count))
     return found
 
 
 def materialize_labels(session: Session, storage: Storage, images: list[Image]) -> dict[int, str | None]:
     """The key of each image's current label file (None: nothing labeled), brought up to date first.
 
-    One file per image, named by the last annotation it includes. An image whose file is current costs
-    nothing; one with newer annotations gets only those applied on top of its file (the same result as
-    `assemble_labels`, since annotations apply in id order), written, and the older file removed.
+    One file per image, named by the last annotation it includes and how many it includes (the
+    annotations `in_labels`, as `assemble_labels`). A current file costs nothing; when only newer
+    annotations were added they are applied on top of the file (the same result as `assemble_labels`,
+    since annotations apply in id order); any other change (a review took one out or let an older one
+    in) rebuilds the file from all of them. The older file is removed.
     """
     if not images:
         return {}
     project_id = images[0].project_id
-    ids = [im.id for im in images]
-    last = dict(session.execute(select(Annotation.image_id, func.max(Annotation.id))
-                                .where(Annotation.image_id.in_(ids)).group_by(Annotation.image_id)).all()) \
-        if len(ids) < 30_000 else dict(session.execute(
-            select(Annotation.image_id, func.max(Annotation.id)).join(Image)
-            .where(Image.project_id == project_id).group_by(Annotation.image_id)).all())
+    ids = {im.id for im in images}
+    state = {image_id: (last, count) for image_id, last, count in session.execute(
+        select(Annotation.image_id, func.max(Annotation.id), func.count(Annotation.id)).join(Image)
+        .where(Image.project_id == project_id, Annotation.in_labels).group_by(Annotation.image_id)).all()
+        if image_id in ids}
     present = _materialized(storage, project_id)
     out: dict[int, str | None] = {}
     for im in images:
-        through = last.get(im.id)
-        if through is None:
+        if im.id not in state:
             out[im.id] = None
             continue
         have = present.get(im.id)
-        if have is not None and have[0] == through:
-            out[im.id] = have[1]
+        if have is not None and have[:2] == state[im.id]:
+            out[im.id] = have[2]
             continue
-        out[im.id] = _rebuild(session, storage, im, through, have)
+        out[im.id] = _rebuild(session, storage, im, *state[im.id], have)
     return out
 
 
-def _rebuild(session: Session, storage: Storage, image: Image, through: int,
-             have: tuple[int, str] | None) -> str:
-    labels = None
-    since = 0
+def _rebuild(session: Session, storage: Storage, image: Image, through: int, count: int,
+             have: tuple[int, int, str] | None) -> str:
+    counted = select(Annotation).where(Annotation.image_id == image.id, Annotation.in_labels)
+    since, labels = 0, None
     if have is not None and have[0] < through:
-        try:
-            with PILImage.open(storage.path(have[1])) as img:
-                labels = np.array(img, dtype=np.uint8)
-            since = have[0] if labels.shape == (image.height, image.width) else 0
-        except (OSError, ValueError):  # removed meanwhile by another process's update, or damaged
-            since = 0
+        newer = session.scalar(select(func.count()).select_from(
+            counted.where(Annotation.id > have[0], Annotation.id <= through).subquery()))
+        if have[1] + newer == count:  # only additions since the file was written
+            try:
+                with PILImage.open(storage.path(have[2])) as img:
+                    labels = np.array(img, dtype=np.uint8)
+                if labels.shape == (image.height, image.width):
+                    since = have[0]
+            except (OSError, ValueError):  # removed meanwhile by another process's update, or damaged
+                since = 0
     if since == 0:
         labels = np.full((image.height, image.width), IGNORE, dtype=np.uint8)
-    newer = select(Annotation).where(Annotation.image_id == image.id, Annotation.id > since,
-                                     Annotation.id <= through).order_by(Annotation.id)
-    for ann in session.scalars(newer):
+    for ann in session.scalars(counted.where(Annotation.id > since, Annotation.id <= through)
+                               .order_by(Annotation.id)):
         _apply(labels, storage, ann)
-    key = label_key(image.project_id, image.id, through)
+    key = label_key(image.project_id, image.id, through, count)
     storage.write_bytes(key, encode_mask_png(labels))
-    if have is not None and have[1] != key:
-        storage.delete(have[1])
+    if have is not None and have[2] != key:
+        storage.delete(have[2])
     return key
-
-
-def current_labels(session: Session, storage: Storage, image: Image) -> np.ndarray:
-    """The image's labeled mask read from its materialized file (what training and export read)."""
-    key = materialize_labels(session, storage, [image])[image.id]
-    if key is None:
-        return np.full((image.height, image.width), IGNORE, dtype=np.uint8)
-    with PILImage.open(storage.path(key)) as img:
-        return np.array(img, dtype=np.uint8)

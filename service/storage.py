@@ -47,14 +47,28 @@ def checkpoint_key(project_id: int, cycle_number: int) -> str:
     return f"{project_prefix(project_id)}/checkpoints/cycle-{int(cycle_number):04d}.pt"
 
 
-def label_key(project_id: int, image_id: int, through: int) -> str:
-    """An image's materialized labels, with every annotation up to id `through` applied."""
-    return f"{project_prefix(project_id)}/labels/{int(image_id)}-{int(through)}.png"
+def label_key(project_id: int, image_id: int, through: int, count: int) -> str:
+    """An image's materialized labels: `count` annotations applied, the last with id `through`."""
+    return f"{project_prefix(project_id)}/labels/{int(image_id)}-{int(through)}-{int(count)}.png"
 
 
 def superpixel_key(project_id: int, image_id: int, size: int) -> str:
     """An image's SLIC map for superpixels of about `size` px (computed once, by the engine)."""
     return f"{project_prefix(project_id)}/superpixels/{int(image_id)}-{int(size)}.npy"
+
+
+MODEL_EXTENSIONS = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
+
+
+def model_export_key(project_id: int, cycle_number: int, fmt: str) -> str:
+    """A cycle's exported teacher, beside its checkpoint; its sidecar is this key + ".json"."""
+    return f"{project_prefix(project_id)}/checkpoints/cycle-{int(cycle_number):04d}{MODEL_EXTENSIONS[fmt]}"
+
+
+def prediction_keys(project_id: int, cycle_id: int, image_id: int) -> tuple[str, str]:
+    """A cycle's prediction of one image: class ids (8-bit PNG) and max softmax (16-bit PNG, p × 65535)."""
+    base = f"{project_prefix(project_id)}/predictions/cycle-{int(cycle_id)}/{int(image_id)}"
+    return f"{base}.png", f"{base}.conf.png"
 
 
 def prelabel_key(project_id: int, cycle_id: int, index: int) -> str:

@@ -2,7 +2,9 @@
 // latest cycle, queue statistics, and (for admins) starting a cycle and downloading the labels.
 
 import { api, apiFetch, clear, el, formatPercent, formatSeconds, requireToken } from "./common.js";
+import { refreshAutoCycle } from "./dashboard_auto.js";
 import { drawCurve } from "./chart.js";
+import { renderEffort, renderQuality } from "./dashboard_quality.js";
 
 const $ = (id) => document.getElementById(id);
 const FAST_POLL_MS = 2000, SLOW_POLL_MS = 15000;
@@ -23,7 +25,7 @@ function progressCell(c) {
 function cycleRow(c) {
   const m = c.metrics || {};
   const tr = el("tr", { "data-cycle": c.id, "data-status": c.status },
-    el("td", {}, String(c.number)),
+    el("td", {}, String(c.number), c.trigger === "auto" ? el("span", { class: "small", title: "started by the auto-cycle rule" }, " auto") : ""),
     el("td", {}, el("span", { class: `status status-${c.status}` }, c.status),
        c.cancel_requested && c.status === "running" ? " (cancelling)" : ""),
     el("td", {}, c.phase || ""),
@@ -83,13 +85,17 @@ async function refresh() {
   let busy = false;
   try {
     const id = state.project.id;
-    const [cycles, metrics, stats] = await Promise.all([
-      api(`/api/projects/${id}/cycles`), api(`/api/projects/${id}/metrics`), api(`/api/projects/${id}/queue/stats`)]);
+    const [cycles, metrics, stats, effort, quality] = await Promise.all([
+      api(`/api/projects/${id}/cycles`), api(`/api/projects/${id}/metrics`), api(`/api/projects/${id}/queue/stats`),
+      api(`/api/projects/${id}/effort`), api(`/api/projects/${id}/quality`)]);
     renderCycles(cycles);
     renderMetrics(metrics);
     renderQueue(stats);
+    renderEffort(effort);
+    renderQuality(quality, id);
     busy = cycles.some((c) => c.status === "running" || c.status === "queued");
     $("start-cycle").disabled = busy;
+    refreshAutoCycle(id);
     message("");
   } catch (err) {
     message(`Could not refresh: ${err.message}`, "error");

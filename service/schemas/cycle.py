@@ -13,6 +13,7 @@ class CyclePublic(BaseModel):
     project_id: int
     number: int
     status: str = Field(description="queued | running | succeeded | failed | cancelled")
+    trigger: str = Field(description="manual (an admin started it) | auto (the project's auto_cycle rule)")
     phase: str | None = Field(None, description="load | train | score | evaluate | write, while running")
     step: int
     total: int
@@ -43,6 +44,8 @@ class ProjectMetrics(BaseModel):
     project_id: int
     class_names: list[str]
     cycles: list[MetricsPoint]
+    best_cycle_id: int | None = Field(None, description="the succeeded cycle with a model and the highest "
+                                                        "val mIoU: the one to export")
 
 
 class OracleRequest(BaseModel):
@@ -55,3 +58,4 @@ class OracleResult(BaseModel):
     project_id: int
     labeled: int
     remaining: int
+

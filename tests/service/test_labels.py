@@ -114,8 +114,18 @@ def test_materialized_labels_equal_replaying_every_annotation(session, tmp_path)
     annotate(4)  # newer annotations are applied on top of the file, which is replaced
     key2, labels2 = current()
     assert key2 != key and not storage.exists(key)
-    assert key2 == label_key(img.project_id, img.id, max_id(session))
+    assert key2 == label_key(img.project_id, img.id, max_id(session), 9)
     assert (labels2 == assemble_labels(session, storage, img)).all()
+    # A review takes an older annotation out of the labels: the file is rebuilt, not patched.
+    from sqlalchemy import select
+
+    from service.models import Annotation
+
+    first = session.scalars(select(Annotation).order_by(Annotation.id)).first()
+    first.in_labels = False
+    session.commit()
+    key3, labels3 = current()
+    assert key3 != key2 and (labels3 == assemble_labels(session, storage, img)).all()
 
 
 def max_id(session):
