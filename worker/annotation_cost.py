@@ -12,6 +12,9 @@ The border of a region is its pixels with a neighbour (8-connectivity) outside i
 for a rectangle, the ring of its outermost pixels. Walking a border loop, a crossing is each change of
 class between consecutive runs of one class; a loop of k > 1 runs has k crossings, a loop of one class 0.
 Runs and loops are 4-connected pieces of the border (the 8-neighbour border of a region is 4-connected).
+For a rectangle this is exactly a walk around its ring; for a superpixel it is an approximation: a
+one-pixel spur of the border is not walked through, so a class met only on the spur adds one run (one
+crossing) where a walk would count two.
 """
 
 from __future__ import annotations
