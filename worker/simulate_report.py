@@ -16,7 +16,8 @@ X_AXIS = {"pixels": ("labeled_fraction", 100, "labeled pixels (% of pool)"),
 
 
 def aggregate(per_seed: list[list[dict]]) -> list[dict]:
-    """Rows of one arm over seeds -> one row per cycle with `key` (mean) and `key_std` (sample std)."""
+    """Rows of one arm over seeds -> one row per cycle with `key` (mean) and `key_std` (sample std) for
+    the cumulative costs and mIoU, and `added`: the mean cost of the labels added for this cycle."""
     rows = []
     for cycle_rows in zip(*per_seed, strict=False):
         row: dict = {"cycle": cycle_rows[0]["cycle"], "seeds": len(cycle_rows)}
@@ -24,6 +25,8 @@ def aggregate(per_seed: list[list[dict]]) -> list[dict]:
             values = np.array([r[key] for r in cycle_rows if r.get(key) is not None], dtype=np.float64)
             row[key] = float(values.mean()) if values.size else None
             row[f"{key}_std"] = float(values.std(ddof=1)) if values.size > 1 else 0.0
+        added = [r["added"] for r in cycle_rows]
+        row["added"] = {k: float(np.mean([a[k] for a in added])) for k in added[0]}
         row["per_class_iou"] = _mean_iou([r.get("per_class_iou") for r in cycle_rows])
         row["miou_per_seed"] = [r["miou"] for r in cycle_rows]
         rows.append(row)

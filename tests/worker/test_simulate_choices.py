@@ -51,6 +51,7 @@ def test_seeds_report_mean_and_std_and_costs_add_up(tmp_path):
     assert row["miou"] == pytest.approx(np.mean([r["miou"] for r in first]))
     assert row["miou_std"] == pytest.approx(np.std([r["miou"] for r in first], ddof=1))
     assert row["seeds"] == 2 and row["miou_per_seed"] == [r["miou"] for r in first]
+    assert row["added"]["clicks"] == pytest.approx(np.mean([r["added"]["clicks"] for r in first]))
     pool = result["pool"]
     for run in result["runs"]:
         for rows in run["arms"].values():
