@@ -179,11 +179,13 @@ def simulate(cfg: SimulateConfig, report: Callable[[str], None] = print,
     jobs = [(arm, s) for s in seeds for arm in arms]
     per_run: dict = {}
     if cfg.jobs > 1:
-        per_run, computed = _parallel(cfg, jobs, starts, pool, full is None and "full" in cfg.compare, report)
+        per_run, computed = _parallel(cfg, jobs, starts, pool, full is None and "full" in cfg.compare, report,
+                                      lambda done: _write_partial(out, done))
         full = full or computed
     else:
         for arm, s in jobs:
             per_run[arm, s] = _run_arm(cfg, arm, s, data, truth, starts[s], pool, report, bar)
+            _write_partial(out, per_run)
         if full is None and "full" in cfg.compare:
             full = _full(cfg, data, truth, report, bar)
     result["runs"] = [{"seed": s, "arms": {arm: per_run[arm, s] for arm in arms}} for s in seeds]
@@ -256,9 +258,10 @@ def _job(cfg: SimulateConfig, arm: str, seed: int | None, start, pool: dict, thr
     return (arm, seed), _run_arm(cfg, arm, seed, data, truth, start, pool, report, None)
 
 
-def _parallel(cfg: SimulateConfig, jobs: list, starts: dict, pool: dict, with_full: bool, report):
+def _parallel(cfg: SimulateConfig, jobs: list, starts: dict, pool: dict, with_full: bool, report,
+              saved: Callable[[dict], None]):
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     import torch
 
@@ -269,7 +272,11 @@ def _parallel(cfg: SimulateConfig, jobs: list, starts: dict, pool: dict, with_fu
     with ProcessPoolExecutor(cfg.jobs, mp_context=mp.get_context("spawn")) as executor:
         futures = [executor.submit(_job, cfg, arm, s, None if s is None else starts[s], pool, threads)
                    for arm, s in work]
-        done = dict(f.result() for f in futures)
+        done = {}
+        for future in as_completed(futures):
+            key, rows = future.result()
+            done[key] = rows
+            saved({k: v for k, v in done.items() if k[0] != "full"})
     full = done.pop(("full", None), None)
     return done, full
 
@@ -325,6 +332,14 @@ def _full_summary(cfg: SimulateConfig, runs: list[dict], cached: bool) -> dict:
             "labeled_fraction": 1.0, "runs": runs, "seed": cfg.seed, "cached": cached,
             "converged_within_1_point": abs(runs[0]["miou"] - runs[-1]["miou"]) <= 0.01
             if cfg.full_check else None}
+
+
+def _write_partial(out: Path, per_run: dict) -> None:
+    """The (arm, seed) runs finished so far, so that an interrupted simulation keeps them."""
+    runs = [{"arm": arm, "seed": seed, "rows": rows} for (arm, seed), rows in per_run.items()]
+    tmp = out / "partial.json.tmp"
+    tmp.write_text(json.dumps(runs, indent=1, default=_none_for_nan))
+    tmp.replace(out / "partial.json")
 
 
 def _write(out: Path, result: dict) -> None:
