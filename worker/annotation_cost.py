@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-IGNORE = 255
+from service.masks import IGNORE
+
 _FOUR = ndimage.generate_binary_structure(2, 1)
 _EIGHT = ndimage.generate_binary_structure(2, 2)
 

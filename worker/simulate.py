@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from service.masks import IGNORE
 from worker import full_cache
 from worker.simulate_oracle import ANNOTATIONS, labeled_fraction, pool_clicks, reveal
 from worker.simulate_report import COSTS, aggregate, format_table, plot_curve, targets
 
 ARMS = ("s4al", "random", "supervised", "full")
-IGNORE = 255
 
 
 @dataclass

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from service.masks import IGNORE
 from worker.annotation_cost import Cost, dominant_class, region_clicks, region_cost
 
-IGNORE = 255
 ANNOTATIONS = ("exact", "dominant")
 
 

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from service.cli import app
+from cli.app import app
 from worker.data import aerial_maps, long_tail
 from worker.datasets import read_dataset
 

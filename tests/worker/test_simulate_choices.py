@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from service.cli import app
+from cli.app import app
 from tests.worker.test_simulate import make_folder
 from worker.engine.regions import SelectedRegion
 from worker.simulate import SimulateConfig, simulate

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.data.layout import pixel_shares, prepare, smooth_noise, write_splits
+from worker.data.writer import pixel_shares, prepare, smooth_noise, write_splits
 
 MIN_SIZE = 32
 CLASSES = [
@@ -84,7 +84,7 @@ def _paint(rng: np.random.Generator, label: np.ndarray) -> np.ndarray:
 
 def generate(out_dir: Path | str, n_train: int = 200, n_val: int = 40, size: int = 128, seed: int = 0,
              force: bool = False) -> dict:
-    """Write the dataset (DESIGN §3 layout) to `out_dir`; returns a summary (`force`: layout.prepare)."""
+    """Write the dataset (DESIGN §3 layout) to `out_dir`; returns a summary (`force`: writer.prepare)."""
     if n_train < 1 or n_val < 0:
         raise ValueError(f"need n_train >= 1 and n_val >= 0, got {n_train} and {n_val}")
     if size < MIN_SIZE:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from worker.data.layout import pixel_shares, prepare, write_splits
+from worker.data.writer import pixel_shares, prepare, write_splits
 
 SUBSET = Path(__file__).with_name("fashion_mnist_subset.npz")
 ITEM_THRESHOLD = 50  # grey level (0..255) above which an item pixel belongs to the garment
