@@ -7,7 +7,7 @@ of the train pixels) and adds `budget` per cycle (or `budget_per_image` regions 
 - `random`: random regions, same mix (what the acquisition metric buys);
 - `supervised`: the chosen acquisition, no unlabeled loss (what semi-supervision buys);
 - `full`: every train pixel labeled, supervised, at N and 2N iterations (is the reference converged?),
-  at the first seed, cached on disk (worker/full_cache.py).
+  at the first seed, cached on disk (worker/simulate_full.py).
 Row i of an arm reports the model trained in cycle i on the labels it had then, and what those labels
 cost the annotator so far (worker/simulate_oracle.py); seeds are folded into mean ± std per cycle.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from service.masks import IGNORE
-from worker import full_cache
+from worker.simulate_full import cached_full, run_full
 from worker.simulate_oracle import ANNOTATIONS, labeled_fraction, pool_clicks, reveal
 from worker.simulate_report import COSTS, aggregate, format_table, plot_curve, targets
 
@@ -175,7 +175,7 @@ def simulate(cfg: SimulateConfig, report: Callable[[str], None] = print,
     result: dict = {"dataset": str(cfg.dataset), "config": asdict(cfg), "pool": pool, "runs": [],
                     "arms": {}, "full": None}
     arms = [a for a in ARMS[:3] if a == "s4al" or a in cfg.compare]
-    full = _cached_full(cfg, data, truth) if "full" in cfg.compare else None
+    full = cached_full(cfg, data, truth) if "full" in cfg.compare else None
     jobs = [(arm, s) for s in seeds for arm in arms]
     per_run: dict = {}
     if cfg.jobs > 1:
@@ -187,7 +187,7 @@ def simulate(cfg: SimulateConfig, report: Callable[[str], None] = print,
             per_run[arm, s] = _run_arm(cfg, arm, s, data, truth, starts[s], pool, report, bar)
             _write_partial(out, per_run)
         if full is None and "full" in cfg.compare:
-            full = _full(cfg, data, truth, report, bar)
+            full = run_full(cfg, data, truth, report, bar)
     result["runs"] = [{"seed": s, "arms": {arm: per_run[arm, s] for arm in arms}} for s in seeds]
     result["arms"] = {arm: aggregate([per_run[arm, s] for s in seeds]) for arm in arms}
     result["full"] = full
@@ -254,7 +254,7 @@ def _job(cfg: SimulateConfig, arm: str, seed: int | None, start, pool: dict, thr
         print(line, flush=True)
 
     if arm == "full":
-        return (arm, seed), _full(cfg, data, truth, report, None)
+        return (arm, seed), run_full(cfg, data, truth, report, None)
     return (arm, seed), _run_arm(cfg, arm, seed, data, truth, start, pool, report, None)
 
 
@@ -279,59 +279,6 @@ def _parallel(cfg: SimulateConfig, jobs: list, starts: dict, pool: dict, with_fu
             saved({k: v for k, v in done.items() if k[0] != "full"})
     full = done.pop(("full", None), None)
     return done, full
-
-
-def _full_config(cfg: SimulateConfig, iterations: int):
-    return cfg.train_config("none", iterations=iterations, init="pretrained")
-
-
-def _cached_full(cfg: SimulateConfig, data, truth) -> dict | None:
-    """The full reference from the cache when every one of its runs is there, else None."""
-    root, fingerprint = full_cache.cache_root(cfg.cache_dir), _fingerprint(data, truth)
-    runs = [full_cache.load(root, full_cache.run_key(fingerprint, _full_config(cfg, n).to_dict()))
-            for n in _full_iterations(cfg)]
-    return None if any(r is None for r in runs) else _full_summary(cfg, runs, cached=True)
-
-
-def _fingerprint(data, truth) -> str:
-    return full_cache.dataset_fingerprint(data.images, truth, data.val_images, data.val_labels)
-
-
-def _full_iterations(cfg: SimulateConfig) -> list[int]:
-    return [cfg.iterations, 2 * cfg.iterations] if cfg.full_check else [cfg.iterations]
-
-
-def _full(cfg: SimulateConfig, data, truth, report, bar) -> dict:
-    from worker.engine.cycle import AcquisitionConfig, CycleData, run_cycle
-
-    full_data = CycleData(data.images, [t.copy() for t in truth], data.val_images, data.val_labels,
-                          data.num_classes, data.class_names)
-    root, fingerprint = full_cache.cache_root(cfg.cache_dir), _fingerprint(data, truth)
-    runs = []
-    for n in _full_iterations(cfg):
-        train_cfg = _full_config(cfg, n)
-        key = full_cache.run_key(fingerprint, train_cfg.to_dict())
-        run = full_cache.load(root, key)
-        if run is None:
-            start = time.perf_counter()
-            progress = bar(f"full {n} it", n) if bar else None
-            res = run_cycle(train_cfg, full_data, AcquisitionConfig(
-                metric="random", region_size=cfg.region_size, budget_regions=1), progress=progress)
-            run = {"iterations": n, "miou": res.metrics["miou"],
-                   "per_class_iou": res.metrics["per_class_iou"],
-                   "seconds": round(time.perf_counter() - start, 2)}
-            full_cache.store(root, key, run)
-        runs.append(run)
-        report(f"full        {n} iterations  mIoU {100 * run['miou']:6.2f}  {run['seconds']:7.1f}s")
-    return _full_summary(cfg, runs, cached=False)
-
-
-def _full_summary(cfg: SimulateConfig, runs: list[dict], cached: bool) -> dict:
-    best = runs[-1]  # the longest run is the reference
-    return {"miou": best["miou"], "per_class_iou": best["per_class_iou"], "iterations": best["iterations"],
-            "labeled_fraction": 1.0, "runs": runs, "seed": cfg.seed, "cached": cached,
-            "converged_within_1_point": abs(runs[0]["miou"] - runs[-1]["miou"]) <= 0.01
-            if cfg.full_check else None}
 
 
 def _write_partial(out: Path, per_run: dict) -> None:
