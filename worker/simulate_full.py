@@ -3,7 +3,8 @@ the reference converged?), cached on disk so that repeated simulations do not re
 
 A run is keyed by the dataset's pixels (train and val images and ground truth, hashed), the training
 configuration (model, settings, seed, device) and N, the iterations. One small JSON file per key under
-`S4AL_CACHE_DIR` (default `~/.cache/s4al`)/full.
+`S4AL_CACHE_DIR` (default `~/.cache/s4al`)/full. `cfg` below is simulate's SimulateConfig (not imported
+here: simulate imports this module).
 """
 
 from __future__ import annotations
@@ -14,12 +15,8 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from worker.simulate import SimulateConfig
 
 
 def cache_root(cache_dir: str | None) -> Path:
@@ -57,11 +54,11 @@ def store(root: Path, key: str, run: dict) -> None:
     tmp.replace(root / f"{key}.json")
 
 
-def full_config(cfg: SimulateConfig, iterations: int):
+def full_config(cfg, iterations: int):
     return cfg.train_config("none", iterations=iterations, init="pretrained")
 
 
-def cached_full(cfg: SimulateConfig, data, truth) -> dict | None:
+def cached_full(cfg, data, truth) -> dict | None:
     """The full reference from the cache when every one of its runs is there, else None."""
     root, fingerprint = cache_root(cfg.cache_dir), _fingerprint(data, truth)
     runs = [load(root, run_key(fingerprint, full_config(cfg, n).to_dict()))
@@ -73,11 +70,11 @@ def _fingerprint(data, truth) -> str:
     return dataset_fingerprint(data.images, truth, data.val_images, data.val_labels)
 
 
-def _iterations(cfg: SimulateConfig) -> list[int]:
+def _iterations(cfg) -> list[int]:
     return [cfg.iterations, 2 * cfg.iterations] if cfg.full_check else [cfg.iterations]
 
 
-def run_full(cfg: SimulateConfig, data, truth, report, bar) -> dict:
+def run_full(cfg, data, truth, report, bar) -> dict:
     """Train (or read from the cache) the full reference at N and 2N iterations."""
     from worker.engine.cycle import AcquisitionConfig, CycleData, run_cycle
 
@@ -103,7 +100,7 @@ def run_full(cfg: SimulateConfig, data, truth, report, bar) -> dict:
     return _summary(cfg, runs, cached=False)
 
 
-def _summary(cfg: SimulateConfig, runs: list[dict], cached: bool) -> dict:
+def _summary(cfg, runs: list[dict], cached: bool) -> dict:
     best = runs[-1]  # the longest run is the reference
     return {"miou": best["miou"], "per_class_iou": best["per_class_iou"], "iterations": best["iterations"],
             "labeled_fraction": 1.0, "runs": runs, "seed": cfg.seed, "cached": cached,
