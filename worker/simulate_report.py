@@ -75,11 +75,22 @@ def targets(result: dict) -> dict | None:
             met = bool(margins) and all(m["difference"] > m["std"] for m in margins)
             out[f"above_{other}"] = {"met": met, "cycles": margins}
     if "random" in arms:
-        mine, theirs = reached, out["reach_95"]["random"]
         for currency in ("corrected_fraction", "clicks"):
-            met = None if mine is None else bool(theirs and mine[currency] <= 0.5 * theirs[currency])
-            out[f"half_of_random_{currency}"] = met
+            out[f"half_of_random_{currency}"] = _half(reached, out["reach_95"]["random"], arms["random"][-1],
+                                                      currency)
     return out
+
+
+def _half(mine: dict | None, theirs: dict | None, their_last: dict, currency: str) -> str:
+    """Is s4al's cost to reach 95% of full at most half of random's? When random never reached it, its
+    cost is above what it spent by its last cycle: that bound can still decide."""
+    if mine is None:
+        return "s4al never reached 95% of full"
+    if theirs is not None:
+        return "met" if mine[currency] <= 0.5 * theirs[currency] else "NOT met"
+    if mine[currency] <= 0.5 * their_last[currency]:
+        return "met (random never reached 95% of full)"
+    return "undecided (random never reached 95% of full)"
 
 
 def format_table(result: dict) -> str:
@@ -117,12 +128,12 @@ def format_table(result: dict) -> str:
         for currency in ("corrected_fraction", "clicks"):
             if f"half_of_random_{currency}" in t:
                 lines.append(f"cost to 95% in {currency.split('_')[0]} <= half of random's: "
-                             f"{_yes(t[f'half_of_random_{currency}'])}")
+                             f"{t[f'half_of_random_{currency}']}")
     return "\n".join(lines)
 
 
-def _yes(met: bool | None) -> str:
-    return {True: "met", False: "NOT met", None: "NOT met (s4al never reached 95% of full)"}[met]
+def _yes(met: bool) -> str:
+    return "met" if met else "NOT met"
 
 
 def plot_curve(result: dict, path: Path, cost: str = "pixels") -> None:

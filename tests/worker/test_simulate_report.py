@@ -38,8 +38,8 @@ def test_targets_read_the_claims_off_the_rows():
     assert t["s4al_95_with_10pct"] is True
     assert t["above_random"]["met"] is True  # +7 (std 2) and +2 (std 1)
     assert t["above_supervised"]["met"] is False  # +0.5 at cycle 2 is inside one std
-    assert t["half_of_random_corrected_fraction"] is True  # 2.5% vs 6%
-    assert t["half_of_random_clicks"] is True  # 150 vs 500
+    assert t["half_of_random_corrected_fraction"] == "met"  # 2.5% vs 6%
+    assert t["half_of_random_clicks"] == "met"  # 150 vs 500
     result["targets"] = t
     text = format_table(result)
     assert "s4al above supervised by > 1 std after cycle 1: NOT met" in text
@@ -52,6 +52,15 @@ def test_targets_say_when_s4al_never_reaches_95_percent():
         "random": _arm([0.5, 0.77], [0, 0], [0.02, 0.04], [10, 30])}}
     t = targets(result)
     assert t["reach_95"]["s4al"] is None and t["s4al_95_with_10pct"] is False
-    assert t["half_of_random_clicks"] is None
+    assert t["half_of_random_clicks"] == "s4al never reached 95% of full"
     result["targets"] = t
-    assert "NOT met (s4al never reached 95% of full)" in format_table(result)
+    assert "in clicks <= half of random's: s4al never reached 95% of full" in format_table(result)
+
+
+def test_when_random_never_reaches_95_percent_its_last_cost_bounds_it():
+    result = {"dataset": "d", "config": {"seeds": 1}, "full": {"miou": 0.80, "runs": []}, "arms": {
+        "s4al": _arm([0.5, 0.77], [0, 0], [0.02, 0.03], [10, 20]),
+        "random": _arm([0.5, 0.6], [0, 0], [0.02, 0.04], [10, 50])}}
+    t = targets(result)
+    assert t["half_of_random_clicks"] == "met (random never reached 95% of full)"  # 20 <= 50 / 2
+    assert t["half_of_random_corrected_fraction"] == "undecided (random never reached 95% of full)"
