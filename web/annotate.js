@@ -4,6 +4,10 @@
 import { api, apiFetch, ApiError, clear, el, fetchBitmap, requireToken } from "./common.js";
 import { LabelEditor, parseColor, UNLABELED } from "./editor.js";
 import { decodeGray8, encodeGray8 } from "./png.js";
+import { classIndexOfKey, classKeyLabel, ClassFinder } from "./keys.js";
+import { Navigator } from "./navigation.js";
+import { installTools } from "./tools/index.js";
+import { fetchSuperpixels, regionShape } from "./tools/superpixels.js";
 
 const $ = (id) => document.getElementById(id);
 const RENEW_BEFORE_MS = 90_000; // renew a lease this long before it expires, if the annotator is active
@@ -19,11 +23,12 @@ const state = {
   lastActivity: Date.now(),
   emptyTimer: null,
 };
-let editor;
+let editor, tools, navigator, finder;
 
 // ---------- messages ----------
 function message(text, kind = "info") {
   const box = $("message");
+  if (kind === "error") $("loading").hidden = true;
   box.textContent = text;
   box.className = `message ${kind}`;
   box.hidden = !text;
@@ -47,8 +52,10 @@ async function fetchItem(holding) {
   const lease = await api(`/api/projects/${state.project.id}/queue/lease`, { method: "POST", json: { holding } });
   if (!lease) return null;
   const { w, h } = lease.region;
-  const [bitmap, labels] = await Promise.all([fetchBitmap(lease.crop.url), loadPrelabel(lease, w, h)]);
-  return { lease, bitmap, labels, expiresAt: Date.now() + lease.ttl_seconds * 1000 };
+  const [bitmap, labels, superpixels] = await Promise.all([
+    fetchBitmap(lease.crop.url), loadPrelabel(lease, w, h),
+    fetchSuperpixels(lease).catch((err) => ({ problem: `superpixels failed to load (${describe(err)})` }))]);
+  return { lease, bitmap, labels, superpixels, expiresAt: Date.now() + lease.ttl_seconds * 1000 };
 }
 
 async function loadPrelabel(lease, w, h) {
@@ -80,13 +87,17 @@ function show(item) {
   clearTimeout(state.emptyTimer);
   const { lease } = item;
   $("workspace").hidden = false; // before load: fitting the view needs the viewport's size
+  $("loading").hidden = true;
+  const shape = regionShape(item.superpixels, lease.crop, lease.region);
   editor.load({ bitmap: item.bitmap, crop: lease.crop, region: lease.region, labels: item.labels,
-                colors: state.colors });
+                colors: state.colors, superpixels: item.superpixels, allowed: shape });
+  navigator.showImage(lease.image, (id) => fetchBitmap(`/api/images/${id}/file`));
   const r = lease.region;
+  const kind = r.kind !== "superpixel" ? "" : shape ? " · superpixel (its own shape)" : " · superpixel (box shown: no map)";
   clear($("region-info")).append(
     el("div", {}, "Image ", el("strong", {}, lease.image.stem)),
     el("div", {}, `Region ${r.w}×${r.h} at (${r.x}, ${r.y})`),
-    el("div", {}, `Score ${r.score.toFixed(4)}${r.kind === "superpixel" ? " · superpixel (box shown)" : ""}`),
+    el("div", {}, `Score ${r.score.toFixed(4)}${kind}`),
     el("div", {}, lease.prelabel_url ? "Starts from the model's prediction" : "No prediction yet: starts unlabeled"));
   message("");
   // The lease clock restarts when the annotator first sees the region (a prefetched one may have waited).
@@ -111,6 +122,7 @@ function expired() {
 
 function showEmpty() {
   state.current = null;
+  $("loading").hidden = true;
   $("workspace").hidden = true;
   message("The queue is empty: no region is waiting to be labeled in this project. New regions arrive " +
           "after the next training cycle; this page checks again every 30 seconds.", "empty");
@@ -206,14 +218,15 @@ function skip(reason) {
 // ---------- controls ----------
 function buildPalette() {
   const list = clear($("palette"));
-  for (const c of state.project.classes) {
+  state.project.classes.forEach((c, index) => {
     const swatch = el("span", { class: "swatch" });
     swatch.style.background = c.color;
-    const item = el("li", {}, el("button", { type: "button", "data-class": c.id, title: `${c.name} (${c.id})` },
-      el("kbd", {}, c.id <= 9 ? String(c.id) : " "), swatch, el("span", { class: "name" }, c.name)));
+    const key = classKeyLabel(index);
+    const item = el("li", {}, el("button", { type: "button", "data-class": c.id, title: `${c.name} (key ${key || "/name"})` },
+      el("kbd", {}, key || "/"), swatch, el("span", { class: "name" }, c.name)));
     item.firstChild.addEventListener("click", () => editor.setClass(c.id));
     list.append(item);
-  }
+  });
 }
 
 function refreshControls() {
@@ -225,6 +238,7 @@ function refreshControls() {
   $("overlay-visible").checked = editor.overlayVisible;
   $("undo").disabled = !editor.undoStack.length;
   $("redo").disabled = !editor.redoStack.length;
+  tools?.refresh();
 }
 
 function toggleHelp(show) {
@@ -242,6 +256,14 @@ function onKey(e) {
     return; // Enter submits the form
   }
   if (e.target instanceof HTMLInputElement && e.target.type !== "range" && e.target.type !== "checkbox") return;
+  if ($("help").hidden && (finder.handle(e) || tools.onKey(e))) return;
+  const classIndex = classIndexOfKey(e);
+  if (classIndex >= 0 && $("help").hidden) {
+    e.preventDefault();
+    const cls = state.project.classes[classIndex];
+    if (cls) editor.setClass(cls.id);
+    return;
+  }
   const key = e.key, lower = key.toLowerCase();
   if ((e.ctrlKey || e.metaKey) && lower === "z") {
     e.preventDefault();
@@ -253,15 +275,11 @@ function onKey(e) {
   if (key === "?") { e.preventDefault(); toggleHelp(); return; }
   if (key === "Escape") { toggleHelp(false); return; }
   if (!$("help").hidden) return;
-  if (/^[0-9]$/.test(key)) {
-    const id = Number(key);
-    if (id < state.project.classes.length) editor.setClass(id);
-  } else if (lower === "b") editor.setTool("brush");
+  if (lower === "b") editor.setTool("brush");
   else if (lower === "e") editor.setTool("eraser");
   else if (lower === "f") editor.setTool("fill");
   else if (key === "[") editor.setSize(editor.size - 1);
   else if (key === "]") editor.setSize(editor.size + 1);
-  else if (lower === "h") editor.toggleOverlay();
   else if (key === "+" || key === "=") editor.zoomBy(1.25);
   else if (key === "-") editor.zoomBy(0.8);
   else if (lower === "r") editor.fit();
@@ -323,6 +341,9 @@ async function main() {
   state.colors = [];
   for (const c of state.project.classes) state.colors[c.id] = parseColor(c.color);
   editor = new LabelEditor($("viewport"), { onChange: refreshControls });
+  tools = installTools(editor, { message });
+  navigator = new Navigator(editor, $("viewport"), $("minimap"));
+  finder = new ClassFinder($("class-finder-host"), state.project.classes, (c) => editor.setClass(c.id));
   buildPalette();
   bindControls();
   refreshControls();
