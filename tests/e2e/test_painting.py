@@ -20,9 +20,10 @@ from tests.service.superpixel_helpers import make_superpixel_region, slanted_ids
 
 pytestmark = [pytest.mark.browser]
 SIZE = 32
+MORE = ["person", "rider", "truck", "bus", "train", "motorcycle", "bicycle", "pole", "sign", "light",
+        "vegetation"]
 MANY = CLASSES + [{"id": i, "name": n, "color": f"#{(37 * i) % 256:02x}{(91 * i) % 256:02x}{(53 * i) % 256:02x}"}
-                  for i, n in enumerate(["person", "rider", "truck", "bus", "train", "motorcycle", "bicycle",
-                                         "pole", "sign", "light", "vegetation"], start=3)]  # 14 classes
+                  for i, n in enumerate(MORE, start=3)]  # 14 classes: two banks of keys
 
 
 def open_page(live_url, settings, page, *, boxes=((32, 32), (64, 32)), classes=None, superpixels=None):
@@ -44,7 +45,8 @@ def open_page(live_url, settings, page, *, boxes=((32, 32), (64, 32)), classes=N
 def image_pixels(settings, seeded) -> np.ndarray:
     with session_factory(settings.sqlalchemy_url)() as s:
         path = s.get(Image, seeded.image_ids[0]).path
-    return np.array(PILImage.open(io.BytesIO(storage_for(settings).read_bytes(path))).convert("RGB")).astype(int)
+    data = storage_for(settings).read_bytes(path)
+    return np.array(PILImage.open(io.BytesIO(data)).convert("RGB")).astype(int)
 
 
 def kbd_labels(page) -> list[str]:
@@ -244,7 +246,8 @@ def test_superpixel_brush_click_and_region_shape(live_url, settings, page):
     # The superpixel region: shown and submitted as its own shape, 255 everywhere else in its box. A
     # flood fill from inside it fills the superpixel only, though the whole box starts unlabeled.
     ys, xs = np.nonzero(ids == sp)
-    x, y, w, h = int(xs.min()), int(ys.min()), int(xs.ptp()) + 1, int(ys.ptp()) + 1
+    x, y = int(xs.min()), int(ys.min())
+    w, h = int(xs.max()) - x + 1, int(ys.max()) - y + 1
     expect(page.locator("#region-info")).to_contain_text("superpixel (its own shape)")
     ctx = max(16, min(256, max(w, h)))
     cx, cy = max(0, x - ctx), max(0, y - ctx)
@@ -262,7 +265,8 @@ def test_superpixel_brush_click_and_region_shape(live_url, settings, page):
 
 def view_state(page) -> dict:
     return page.evaluate("""() => { const v = document.getElementById('viewport');
-        return {left: v.scrollLeft, top: v.scrollTop, width: document.querySelector('.stage').offsetWidth}; }""")
+        const width = document.querySelector('.stage').offsetWidth;
+        return {left: v.scrollLeft, top: v.scrollTop, width}; }""")
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -306,7 +310,8 @@ def test_pinch_zooms_and_two_fingers_do_not_paint(live_url, settings, chromium):
         width = view_state(page)["width"]
 
         def touch(kind, spread):
-            points = [] if kind == "touchEnd" else [{"x": cx - spread, "y": cy, "id": 0}, {"x": cx + spread, "y": cy, "id": 1}]
+            points = [{"x": cx - spread, "y": cy, "id": 0}, {"x": cx + spread, "y": cy, "id": 1}]
+            points = [] if kind == "touchEnd" else points
             cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
 
         touch("touchStart", 30)

@@ -21,7 +21,8 @@ def write_superpixels(settings, project_id: int, image_id: int, ids: np.ndarray)
     storage_for(settings).write_bytes(superpixel_key(project_id, image_id), buf.getvalue())
 
 
-def make_superpixel_region(session: Session, region_id: int, ids: np.ndarray, sp: int) -> tuple[int, int, int, int]:
+def make_superpixel_region(session: Session, region_id: int, ids: np.ndarray,
+                           sp: int) -> tuple[int, int, int, int]:
     """Turn region `region_id` into superpixel `sp` of `ids` (its box is the superpixel's bounding box)."""
     ys, xs = np.nonzero(ids == sp)
     box = int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
