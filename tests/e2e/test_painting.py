@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.browser]
 SIZE = 32
 MORE = ["person", "rider", "truck", "bus", "train", "motorcycle", "bicycle", "pole", "sign", "light",
         "vegetation"]
-MANY = CLASSES + [{"id": i, "name": n, "color": f"#{(37 * i) % 256:02x}{(91 * i) % 256:02x}{(53 * i) % 256:02x}"}
+MANY = CLASSES + [{"id": i, "name": n, "color": f"#{37 * i % 256:02x}{91 * i % 256:02x}{53 * i % 256:02x}"}
                   for i, n in enumerate(MORE, start=3)]  # 14 classes: two banks of keys
 
 
