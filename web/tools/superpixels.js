@@ -45,7 +45,7 @@ export function drawBoundaries(canvas, sp, crop) {
     for (let x = 0; x < w; x++) {
       const i = y * w + x;
       if ((x + 1 < w && ids[i + 1] !== ids[i]) || (y + 1 < crop.h && ids[i + w] !== ids[i])) {
-        img.data.set([255, 255, 255, 110], 4 * i);
+        img.data.set([255, 255, 255, 70], 4 * i);
       }
     }
   }
