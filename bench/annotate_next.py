@@ -23,10 +23,10 @@ import uvicorn
 from PIL import Image as PILImage
 
 from service.auth import create_token
-from service.db import Base, engine_for, session_factory
+from service.db import engine_for, session_factory
 from service.main import create_app
 from service.masks import encode_mask_png
-from service.models import Cycle, Image, Project, Region
+from service.models import Base, Cycle, Image, Project, Region
 from service.settings import Settings
 from service.storage import image_key, prelabel_key, storage_for, superpixel_key
 
@@ -91,6 +91,7 @@ def serve(app) -> tuple[uvicorn.Server, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20)
+    parser.add_argument("--pause-ms", type=int, default=1500, help="time between submissions")
     parser.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
@@ -109,7 +110,7 @@ def main() -> None:
             page.goto(f"{base}/annotate/{project_id}#token={token}")
             page.wait_for_selector("#region-info div")
             for _ in range(args.n):
-                page.wait_for_timeout(400)  # an annotator's pause: the prefetch of the next region has landed
+                page.wait_for_timeout(args.pause_ms)  # an annotator's pause: the prefetch of the next region has landed
                 times.append(page.evaluate(MEASURE))
             browser.close()
         server.should_exit = True
