@@ -110,7 +110,7 @@ def main() -> None:
             page.goto(f"{base}/annotate/{project_id}#token={token}")
             page.wait_for_selector("#region-info div")
             for _ in range(args.n):
-                page.wait_for_timeout(args.pause_ms)  # an annotator's pause: the prefetch of the next region has landed
+                page.wait_for_timeout(args.pause_ms)  # the prefetch lands meanwhile
                 times.append(page.evaluate(MEASURE))
             browser.close()
         server.should_exit = True

@@ -235,11 +235,21 @@ def test_superpixel_brush_click_and_region_shape(live_url, settings, page):
     region.click(3, 3)  # one superpixel
     page.keyboard.press("2")  # road
     region.stroke((10, 20), (25, 20))  # every superpixel along the stroke
+    page.keyboard.press("1")  # background
+    page.keyboard.press("g")
+    vertices = [(14, 2), (30, 2), (30, 14)]
+    for p in vertices:
+        region.click(*p)
+    page.keyboard.press("Shift+Enter")  # the polygon snapped to superpixels
     page.keyboard.press("Enter")
     own = ids[32:64, 32:64]
     expected = prelabel_array(SIZE, SIZE)
     expected[own == own[3, 3]] = 2
     expected[np.isin(own, np.unique(own[20, 10:26]))] = 1
+    inside = pnpoly_with_outline(vertices, SIZE, SIZE) == 1
+    snapped = [s for s in np.unique(own) if 2 * (inside & (own == s)).sum() >= (own == s).sum()]
+    assert snapped and not np.isin(own, snapped)[inside].all()  # the snap both adds and drops pixels
+    expected[np.isin(own, snapped)] = 0
     got = stored_mask(settings, wait_annotations(settings, 1)[0])
     assert np.array_equal(got, expected), np.argwhere(got != expected)[:10]
 
@@ -259,7 +269,7 @@ def test_superpixel_brush_click_and_region_shape(live_url, settings, page):
     got = stored_mask(settings, wait_annotations(settings, 2)[1])
     shape = ids[y:y + h, x:x + w] == sp
     assert got.shape == (h, w) and not shape.all()
-    assert (got[~shape] == 255).all() and (got[shape] == 1).all()
+    assert (got[~shape] == 255).all() and (got[shape] == 0).all()  # background, the class last chosen
     assert page.errors == []
 
 

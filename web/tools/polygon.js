@@ -1,6 +1,7 @@
 // Polygon / lasso fill: click vertices (or drag to lay a lasso), Enter or a double-click closes and fills
 // with the current class, Backspace drops the last vertex, Esc cancels. Vertices sit on pixel centres; a
 // pixel is inside when its centre is (even-odd rule), so the fill is exactly the rasterised polygon.
+// Shift+Enter snaps to superpixels: it fills every superpixel at least half inside the polygon.
 
 /** Does segment p1-p2 properly cross segment p3-p4 (touching at an end does not count)? */
 function crosses(p1, p2, p3, p4) {
@@ -62,6 +63,18 @@ function line(a, b, set) {
   }
 }
 
+/** The superpixels (region-sized `ids`) with at least half of their pixels in `selection`. */
+export function snapToSuperpixels(selection, ids) {
+  const inside = new Map(), total = new Map();
+  for (let i = 0; i < ids.length; i++) {
+    total.set(ids[i], (total.get(ids[i]) || 0) + 1);
+    if (selection[i]) inside.set(ids[i], (inside.get(ids[i]) || 0) + 1);
+  }
+  const out = new Uint8Array(ids.length);
+  for (let i = 0; i < ids.length; i++) out[i] = 2 * (inside.get(ids[i]) || 0) >= total.get(ids[i]) ? 1 : 0;
+  return out;
+}
+
 export class PolygonTool {
   constructor(editor, { message = () => {} } = {}) {
     this.editor = editor;
@@ -76,7 +89,7 @@ export class PolygonTool {
   }
 
   down(p, e) {
-    if (e.detail >= 2 && this.points.length >= 3) { this.close(); return; } // double-click closes
+    if (e.detail >= 2 && this.points.length >= 3) { this.close(e.shiftKey); return; } // double-click closes
     this.points.push(p);
     this.dragging = true;
     this.draw(p);
@@ -97,20 +110,22 @@ export class PolygonTool {
 
   key(e) {
     if (!this.open) return false;
-    if (e.key === "Enter") this.close();
+    if (e.key === "Enter") this.close(e.shiftKey);
     else if (e.key === "Escape") this.cancel();
     else if (e.key === "Backspace") { this.points.pop(); this.draw(); }
     else return false;
     return true;
   }
 
-  close() {
+  close(snap = false) {
     const points = this.points;
     this.cancel();
     const problem = polygonProblem(points);
     if (problem) { this.message(`Polygon not filled: ${problem}.`, "warn"); return; }
-    const { w, h } = this.editor.region;
-    this.editor.applySelection(rasterisePolygon(points, w, h));
+    const { w, h } = this.editor.region, ids = this.editor.plugins.superpixel?.ids;
+    if (snap && !ids) { this.message("Polygon not filled: no superpixels to snap to (Enter fills it as drawn).", "warn"); return; }
+    const inside = rasterisePolygon(points, w, h);
+    this.editor.applySelection(snap ? snapToSuperpixels(inside, ids) : inside);
   }
 
   /** A second finger came down: the vertex the first one laid was the start of a pinch, not a click. */
