@@ -107,7 +107,11 @@ export class Navigator {
     if (this.image?.id !== image.id) {
       this.image = { id: image.id, bitmap: null };
       try {
-        const bitmap = await load(image.id);
+        // Kept small: every region of this image redraws the minimap from it.
+        const full = await load(image.id), width = Math.min(full.width, 320);
+        const bitmap = await createImageBitmap(full, { resizeWidth: width,
+                                                       resizeHeight: Math.max(1, Math.round((full.height * width) / full.width)) });
+        full.close();
         if (this.image.id === image.id) this.image.bitmap = bitmap;
       } catch (err) {
         console.warn("minimap image failed", err);

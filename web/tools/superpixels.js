@@ -40,12 +40,13 @@ export function drawBoundaries(canvas, sp, crop) {
   const ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   if (!sp?.ids) return;
-  const img = new ImageData(crop.w, crop.h), { ids } = sp, w = crop.w;
+  const img = new ImageData(crop.w, crop.h), { ids } = sp, w = crop.w, px = img.data;
   for (let y = 0; y < crop.h; y++) {
     for (let x = 0; x < w; x++) {
       const i = y * w + x;
       if ((x + 1 < w && ids[i + 1] !== ids[i]) || (y + 1 < crop.h && ids[i + w] !== ids[i])) {
-        img.data.set([255, 255, 255, 70], 4 * i);
+        px[4 * i] = px[4 * i + 1] = px[4 * i + 2] = 255;
+        px[4 * i + 3] = 70;
       }
     }
   }
