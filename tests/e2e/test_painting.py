@@ -74,6 +74,7 @@ def test_class_keys_are_palette_positions_on_both_pages(live_url, settings, page
 
     page.goto(f"{live_url}/tag/{seeded.project_id}")
     expect(page.locator("#palette button")).to_have_count(len(MANY))
+    expect(page.locator("#progress")).to_have_text("0 tagged · 1 to go")  # the page takes keys from here
     assert kbd_labels(page) == keys
     pressed = page.locator("#palette button[aria-pressed='true']")
     for press in ["3", "0", "Shift+2"]:
