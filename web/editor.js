@@ -69,6 +69,7 @@ export class LabelEditor {
     this.labels = labels;
     this.prelabel = labels.slice();
     this.stroke = null;
+    this.strokes = 0;
     this.undoStack = [];
     this.redoStack = [];
     for (const canvas of Object.values(this.layers)) {
@@ -261,6 +262,7 @@ export class LabelEditor {
         if (v !== null) this.setClass(v);
         return;
       }
+      this.strokes += 1; // effort: every press on the region, with any tool
       const plugin = this.plugins[this.tool];
       if (plugin) { plugin.down?.(p, e); return; }
       if (this.tool === "fill") {
