@@ -6,6 +6,8 @@ Every model takes a float image batch in [0, 1] (`[B,3,H,W]`, any H, W) and retu
 
 - `unet_small`: a small U-Net for CPU (see `UNetSmall`). Its deepest level sits at stride 32 with two
   3x3 convs: every output pixel sees the whole of a 64x64 image.
+- `lraspp_mobilenetv2`: the same ImageNet MobileNetV2, cut at output stride 8, with a LR-ASPP head: a
+  pretrained model that fits a CPU (worker/engine/lraspp.py).
 - `deeplabv3plus_mobilenetv2`: the S4AL network (DeepLabv3+, output stride 16) on a hand-written
   MobileNetV2 whose keys match torchvision's `features.*`, so torchvision's ImageNet weights load
   with `strict=True`. No weights are ever downloaded.
@@ -242,10 +244,19 @@ def _deeplab(num_classes: int, pretrained: str | Path | bool | None) -> nn.Modul
     return DeepLabV3PlusMobileNetV2(num_classes, pretrained)
 
 
+def _lraspp(num_classes: int, pretrained: str | Path | bool | None) -> nn.Module:
+    from worker.engine.lraspp import LRASPPMobileNetV2  # it builds on this module's MobileNetV2
+
+    return LRASPPMobileNetV2(num_classes, pretrained)
+
+
 MODELS: dict[str, Callable[[int, str | Path | bool | None], nn.Module]] = {
     "unet_small": _unet_small,
     "deeplabv3plus_mobilenetv2": _deeplab,
+    "lraspp_mobilenetv2": _lraspp,
 }
+# The models whose encoder starts from the ImageNet MobileNetV2 file (the trainer passes it to them).
+PRETRAINED_MODELS = ("deeplabv3plus_mobilenetv2", "lraspp_mobilenetv2")
 
 
 def check_model_name(name: str) -> None:
