@@ -23,7 +23,8 @@ def simulate(
     acquisition: Annotated[str, Opt(help="random | least_confidence | entropy | margin.")] = "entropy",
     mix: Annotated[str, Opt(help="classmix | balanced_classmix | cutmix | cowmix | cowout | none.")] =
         "classmix",
-    model: Annotated[str, Opt(help="unet_small | deeplabv3plus_mobilenetv2.")] = "unet_small",
+    model: Annotated[str, Opt(help="unet_small | lraspp_mobilenetv2 | deeplabv3plus_mobilenetv2.")] = \
+        "unet_small",
     iterations: Annotated[int, Opt(help="Training iterations per cycle (N; full also runs 2N).")] = 6000,
     compare: Annotated[str, Opt(help="Other arms, comma-separated: random,supervised,full.")] =
         "random,supervised,full",

@@ -45,8 +45,11 @@ DEVICES = ("auto", "cpu", "cuda")
 # (0.251 / 0.242 / 0.09), and random rescaling (0.75-1.25) left training unconverged where the data
 # already varies object scale. Without it, full labels, seed 0 (deterministic on CPU): 1500 / 3000 /
 # 6000 / 12000 steps -> 0.294 / 0.328 / 0.363 / 0.364 val mIoU.
-DEFAULT_LR = {"unet_small": 1e-1, "deeplabv3plus_mobilenetv2": 1e-2}
-DEFAULT_SCALE = {"unet_small": (1.0, 1.0), "deeplabv3plus_mobilenetv2": (0.5, 1.5)}
+# lraspp_mobilenetv2 is an ImageNet encoder on images as small as unet_small's: the fine-tuning lr and
+# unet_small's fixed scale.
+DEFAULT_LR = {"unet_small": 1e-1, "deeplabv3plus_mobilenetv2": 1e-2, "lraspp_mobilenetv2": 1e-2}
+DEFAULT_SCALE = {"unet_small": (1.0, 1.0), "deeplabv3plus_mobilenetv2": (0.5, 1.5),
+                 "lraspp_mobilenetv2": (1.0, 1.0)}
 
 
 class Cancelled(Exception):
