@@ -10,21 +10,20 @@ ImportFailed and nothing is written. Phase 2 writes files and rows in one transa
 there (a file changed between the phases, a disk error), the rows are rolled back and the files removed.
 """
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.imaging import ImageError, probe
-from service.labels import IGNORE, MaskError, add_annotation, decode_mask_png, encode_mask_png
+from service.imaging import probe
+from service.labels import add_annotation
+from service.layout import ImageLimits, LayoutError, LayoutItem, read_layout
+from service.masks import IGNORE, MaskError, decode_mask_png, encode_mask_png
 from service.models import Annotation, Image, Project
-from service.schemas.project import ClassDef, RegionSettings, TrainingSettings, check_classes
+from service.schemas.project import RegionSettings, TrainingSettings
 from service.storage import Storage, image_key, oracle_key, project_prefix, storage_for
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 MASK_MODES = ("none", "initial", "oracle")
 MAX_ERRORS = 50
 
@@ -40,21 +39,10 @@ class ImportFailed(ValueError):
 
 
 @dataclass
-class Planned:
-    stem: str
-    image_file: Path
-    ext: str
-    width: int
-    height: int
-    split: str
-    mask_file: Path | None = None
-
-
-@dataclass
 class Plan:
     root: Path
     classes: list[dict]
-    items: list[Planned] = field(default_factory=list)
+    items: list[LayoutItem] = field(default_factory=list)
 
 
 def resolve_under(path: Path | str, import_root: Path) -> Path:
@@ -66,129 +54,31 @@ def resolve_under(path: Path | str, import_root: Path) -> Path:
     return real
 
 
-def _inside(p: Path, root: Path, rel: str, errors: list[str]) -> bool:
-    real = p.resolve()
-    if root not in real.parents:
-        errors.append(f"{rel}: a link that leads outside the dataset folder")
-        return False
-    return True
-
-
-def _read_classes(root: Path, errors: list[str]) -> list[dict] | None:
-    f = root / "classes.json"
-    if not f.is_file():
-        errors.append("classes.json: missing")
-        return None
-    try:
-        raw = json.loads(f.read_text(encoding="utf-8"))
-        classes = check_classes(TypeAdapter(list[ClassDef]).validate_python(raw))
-    except (ValueError, ValidationError) as exc:  # JSONDecodeError is a ValueError
-        errors.append(f"classes.json: {exc}")
-        return None
-    return [c.model_dump() for c in classes]
-
-
 def _ids_names(classes: list[dict]) -> list[tuple[int, str]]:
     return sorted((c["id"], c["name"]) for c in classes)
 
 
-def _read_split(root: Path, name: str, stems: set[str], errors: list[str]) -> set[str]:
-    f = root / "splits" / name
-    if not f.exists():
-        return set()
-    out: set[str] = set()
-    for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
-        stem = line.strip()
-        if not stem or stem.startswith("#"):
-            continue
-        if stem not in stems:
-            errors.append(f"splits/{name}:{n}: no image with stem {stem!r} in images/")
-        out.add(stem)
-    return out
-
-
 def plan_import(root: Path, masks_mode: str, max_pixels: int, max_bytes: int,
                 classes: list[dict] | None = None) -> Plan:
-    """Phase 1: read and check everything; raise ImportFailed listing every problem."""
+    """Phase 1: read and check everything; raise ImportFailed listing every problem. `classes`: the
+    existing project's, which the folder's classes.json (optional then) must agree with."""
     if masks_mode not in MASK_MODES:
         raise ImportFailed([f"--masks must be one of {MASK_MODES}, not {masks_mode!r}"])
     if not root.is_dir():
         raise ImportFailed([f"{root}: not a directory"], status=404 if not root.exists() else 422)
     errors: list[str] = []
-    has_file = (root / "classes.json").exists()
-    folder_classes = _read_classes(root, errors) if has_file or classes is None else None
-    if classes and folder_classes and _ids_names(folder_classes) != _ids_names(classes):
+    if masks_mode != "none" and not (root / "masks").is_dir():
+        errors.append("masks/: missing, but masks were asked for")
+    try:
+        layout = read_layout(root, masks=masks_mode != "none", require_classes=classes is None,
+                             limits=ImageLimits(max_bytes=max_bytes, max_pixels=max_pixels))
+    except LayoutError as exc:
+        raise ImportFailed(errors + exc.errors) from None
+    if classes and layout.classes and _ids_names(layout.classes) != _ids_names(classes):
         errors.append("classes.json: its ids and names differ from the project's classes")
-    classes = classes if classes is not None else folder_classes
-    items: dict[str, Planned] = {}
-    img_dir = root / "images"
-    if not img_dir.is_dir():
-        errors.append("images/: missing")
-    else:
-        for f in sorted(img_dir.iterdir()):
-            rel = f"images/{f.name}"
-            if f.name.startswith("."):
-                continue
-            if f.suffix.lower() not in IMAGE_SUFFIXES or not f.is_file():
-                errors.append(f"{rel}: not a .png/.jpg/.jpeg file")
-                continue
-            if not _inside(f, root, rel, errors):
-                continue
-            if f.stem in items:
-                errors.append(f"{rel}: stem {f.stem!r} already used by {items[f.stem].image_file.name}")
-                continue
-            data = f.read_bytes()
-            if len(data) > max_bytes:
-                errors.append(f"{rel}: larger than the limit of {max_bytes} bytes")
-                continue
-            try:
-                info = probe(data, max_pixels)
-            except ImageError as exc:
-                errors.append(f"{rel}: {exc.message}")
-                continue
-            items[f.stem] = Planned(f.stem, f, info.ext, info.width, info.height, "train")
-        if not items and not errors:
-            errors.append("images/: no images")
-    stems = set(items)
-    val = _read_split(root, "val.txt", stems, errors)
-    train = _read_split(root, "train.txt", stems, errors)
-    for stem in sorted(val & train):
-        errors.append(f"splits/: stem {stem!r} is in both train.txt and val.txt")
-    for stem in val & stems:
-        items[stem].split = "val"
-    if masks_mode != "none":
-        _check_masks(root, items, len(classes) if classes else 0, errors)
     if errors:
         raise ImportFailed(errors)
-    return Plan(root, classes or [], list(items.values()))
-
-
-def _check_masks(root: Path, items: dict[str, Planned], num_classes: int, errors: list[str]) -> None:
-    mask_dir = root / "masks"
-    if not mask_dir.is_dir():
-        errors.append("masks/: missing, but masks were asked for")
-        return
-    for f in sorted(mask_dir.iterdir()):
-        rel = f"masks/{f.name}"
-        if f.name.startswith("."):
-            continue
-        if f.suffix.lower() != ".png" or not f.is_file():
-            errors.append(f"{rel}: not a .png file")
-            continue
-        if not _inside(f, root, rel, errors):
-            continue
-        item = items.get(f.stem)
-        if item is None:
-            errors.append(f"{rel}: no image with stem {f.stem!r} in images/")
-            continue
-        if num_classes == 0:
-            continue  # classes.json is broken; already reported
-        try:
-            decode_mask_png(f.read_bytes(), item.width, item.height, num_classes)
-        except MaskError as exc:
-            errors.append(f"{rel}: {exc}")
-            continue
-        item.mask_file = f
+    return Plan(root, classes if classes is not None else layout.classes, layout.items)
 
 
 def import_dataset(session: Session, settings, dir: Path | str, project_name: str,
@@ -225,10 +115,10 @@ def _write(session: Session, storage: Storage, plan: Plan, project: Project | No
             session.add(project)
             session.flush()
         for item in plan.items:
-            data = item.image_file.read_bytes()
+            data = item.image_path.read_bytes()
             info = probe(data, 1 << 62, verify=False)  # re-read: the file may have changed since phase 1
             if (info.width, info.height) != (item.width, item.height):
-                raise ImportFailed([f"images/{item.image_file.name}: changed during the import"])
+                raise ImportFailed([f"images/{item.image_path.name}: changed during the import"])
             image = Image(project=project, stem=item.stem, path="", content_type=info.content_type,
                           width=item.width, height=item.height, split=item.split)
             session.add(image)
@@ -237,7 +127,7 @@ def _write(session: Session, storage: Storage, plan: Plan, project: Project | No
             storage.write_bytes(image.path, data)
             written.append(image.path)
             counts[item.split] += 1
-            if item.mask_file is not None:
+            if item.mask_path is not None:
                 _write_mask(session, storage, image, item, len(plan.classes), masks_mode, written, counts)
         session.commit()
     except BaseException:
@@ -251,13 +141,13 @@ def _write(session: Session, storage: Storage, plan: Plan, project: Project | No
             "images": counts["train"] + counts["val"], **counts}
 
 
-def _write_mask(session: Session, storage: Storage, image: Image, item: Planned, num_classes: int,
+def _write_mask(session: Session, storage: Storage, image: Image, item: LayoutItem, num_classes: int,
                 masks_mode: str, written: list[str], counts: dict) -> None:
-    data = item.mask_file.read_bytes()
+    data = item.mask_path.read_bytes()
     try:
         mask = decode_mask_png(data, item.width, item.height, num_classes)
     except MaskError as exc:
-        raise ImportFailed([f"masks/{item.mask_file.name}: {exc}"]) from exc
+        raise ImportFailed([f"masks/{item.mask_path.name}: {exc}"]) from exc
     if masks_mode == "oracle":
         image.oracle_mask_path = oracle_key(image.project_id, image.id)
         storage.write_bytes(image.oracle_mask_path, encode_mask_png(mask))  # palette PNGs → plain 'L'

@@ -20,7 +20,7 @@ from service.auth import AdminToken, CurrentToken, SessionDep
 from service.imaging import ImageError, probe
 from service.importer import ImportFailed, import_dataset
 from service.models import Image, Project
-from service.routes.projects import get_project_or_404
+from service.routes.deps import image_or_404, project_or_404
 from service.schemas.image import (
     ImagePage,
     ImagePublic,
@@ -90,7 +90,7 @@ def upload_images(
 ) -> JSONResponse:
     """Upload PNG/JPEG files (checked by content); each file gets its own result (see module doc).
     A plain `def`: decoding and database work run in the thread pool, not on the event loop."""
-    project = get_project_or_404(session, project_id)
+    project = project_or_404(session, project_id)
     settings = request.app.state.settings
     results: list[UploadResult] = []
     for upload in files:
@@ -127,7 +127,7 @@ def list_images(
     split: Literal["train", "val"] | None = None,
 ) -> ImagePage:
     """A page of the project's images in upload order, with the total count."""
-    get_project_or_404(session, project_id)
+    project_or_404(session, project_id)
     where = [Image.project_id == project_id]
     if split is not None:
         where.append(Image.split == split)
@@ -137,23 +137,18 @@ def list_images(
                      offset=offset)
 
 
-def get_image_or_404(session: Session, image_id: int) -> Image:
-    image = session.get(Image, image_id)
-    if image is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"image {image_id} not found")
-    return image
 
 
 @router.get("/api/images/{image_id}", response_model=ImagePublic)
 def read_image(image_id: int, session: SessionDep, _: CurrentToken) -> ImagePublic:
-    return ImagePublic.model_validate(get_image_or_404(session, image_id))
+    return ImagePublic.model_validate(image_or_404(session, image_id))
 
 
 @router.get("/api/images/{image_id}/file", response_class=FileResponse,
             responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}})
 def image_file(image_id: int, session: SessionDep, storage: StorageDep, _: CurrentToken) -> FileResponse:
     """The stored bytes, with the type found by content at upload, and `nosniff`."""
-    image = get_image_or_404(session, image_id)
+    image = image_or_404(session, image_id)
     path = storage.path(image.path)
     if not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"the file of image {image_id} is missing")
@@ -168,7 +163,7 @@ def import_folder(project_id: int, body: ImportRequest, request: Request, sessio
     """Import a dataset folder on the server (DESIGN §3) into this project. A relative path is taken
     under the import root; the folder must lie under it (403). All checked first; nothing written on
     any error (422 listing every problem, each naming its file; 409 stems already in the project)."""
-    project = get_project_or_404(session, project_id)
+    project = project_or_404(session, project_id)
     settings = request.app.state.settings
     path = Path(body.path)
     if not path.is_absolute():

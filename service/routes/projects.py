@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from service.auth import AdminToken, CurrentToken, SessionDep
 from service.models import Cycle, Image, Project
+from service.routes.deps import project_or_404
 from service.schemas.project import (
     ProjectCreate,
     ProjectPublic,
@@ -18,11 +19,6 @@ from service.storage import StorageDep
 router = APIRouter(prefix="/api/projects", tags=["projects"])
 
 
-def get_project_or_404(session: Session, project_id: int) -> Project:
-    project = session.get(Project, project_id)
-    if project is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"project {project_id} not found")
-    return project
 
 
 def _public(session: Session, project: Project) -> ProjectPublic:
@@ -73,12 +69,12 @@ def list_projects(session: SessionDep, _: CurrentToken) -> list[ProjectPublic]:
 
 @router.get("/{project_id}", response_model=ProjectPublic)
 def read_project(project_id: int, session: SessionDep, _: CurrentToken) -> ProjectPublic:
-    return _public(session, get_project_or_404(session, project_id))
+    return _public(session, project_or_404(session, project_id))
 
 
 @router.patch("/{project_id}", response_model=ProjectPublic)
 def update_project(project_id: int, body: ProjectUpdate, session: SessionDep, _: AdminToken) -> ProjectPublic:
-    project = get_project_or_404(session, project_id)
+    project = project_or_404(session, project_id)
     if body.name is not None:
         name = body.name.strip()
         if _name_taken(session, name, exclude_id=project.id):
@@ -113,7 +109,7 @@ def _errors(exc: ValueError) -> list | str:
 @router.delete("/{project_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_project(project_id: int, session: SessionDep, storage: StorageDep, _: AdminToken) -> Response:
     """Delete the project, its rows (database cascades) and then its files."""
-    project = get_project_or_404(session, project_id)
+    project = project_or_404(session, project_id)
     busy = session.scalar(select(func.count()).select_from(Cycle).where(
         Cycle.project_id == project.id, Cycle.status.in_(("queued", "running"))))
     if busy:

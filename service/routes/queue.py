@@ -5,11 +5,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response, status
 from sqlalchemy import and_, case, func, select
-from sqlalchemy.orm import Session
 
 from service.auth import CurrentToken, SessionDep
-from service.models import Annotation, Image, Project, Region, Token
+from service.models import Annotation, Image, Region, Token
 from service.queue import ImageRef, LeasedRegion, QueueError, lease_next, request_now
+from service.routes.deps import project_or_404
 from service.schemas.queue import (
     AnnotatorStats,
     CropBox,
@@ -34,11 +34,6 @@ def http_error(exc: QueueError) -> HTTPException:
     return HTTPException(exc.status, exc.message)
 
 
-def project_or_404(session: Session, project_id: int) -> Project:
-    project = session.get(Project, project_id)
-    if project is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"project {project_id} not found")
-    return project
 
 
 def default_context(region: Region | LeasedRegion) -> int:

@@ -6,11 +6,11 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from PIL import Image as PILImage
-from sqlalchemy.orm import Session
 
 from service.auth import CurrentToken, SessionDep
-from service.labels import encode_mask_png
+from service.masks import encode_mask_png
 from service.models import Image, Region
+from service.routes.deps import region_or_404
 from service.routes.queue import crop_box, region_public
 from service.schemas.queue import RegionPublic
 from service.storage import Storage, StorageDep
@@ -21,11 +21,6 @@ MAX_CONTEXT = 1024
 CACHE = {"Cache-Control": "private, max-age=3600"}
 
 
-def region_or_404(session: Session, region_id: int) -> Region:
-    region = session.get(Region, region_id)
-    if region is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"region {region_id} not found")
-    return region
 
 
 @router.get("/{region_id}", response_model=RegionPublic)
