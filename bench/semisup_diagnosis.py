@@ -112,7 +112,7 @@ def run(args) -> list[dict]:
                     captured["teacher"] = self
 
             def progress(phase, step, total, record, cfg=cfg, probes=probes, etas=etas, captured=captured,
-                         labels=labels):
+                         labels=labels, name=name, seed=seed):
                 if "eta_unsup" in record:
                     etas.append(record["eta_unsup"])
                 if step % args.probe == 0 or step == total:
@@ -123,6 +123,8 @@ def run(args) -> list[dict]:
                              gate=record.get("gate_top"))
                     probes.append(q)
                     captured["teacher"].module.train()
+                    print(f"   {name} seed {seed} step {step:>5} val mIoU {100 * q['val_miou']:5.1f} "
+                          f"eta {q['eta']:.2f} gate {q['gate']}", flush=True)
 
             start = time.perf_counter()
             original = trainer_module.EMATeacher

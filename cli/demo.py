@@ -22,7 +22,7 @@ from cli.cycles import watch
 
 DEMO_PROJECT = "fashion-scenes demo"
 # Small enough for a laptop CPU: a cycle trains in a minute or two on 600 scenes of 64x64 px.
-DEMO_TRAINING = {"model": "unet_small", "iterations": 300, "batch_size": 8, "unlabeled_batch_size": 8,
+DEMO_TRAINING = {"model": "lraspp_mobilenetv2", "iterations": 300, "batch_size": 8, "unlabeled_batch_size": 8,
                  "replay_size": 0, "mix": "classmix", "acquisition": "entropy", "budget": 240,
                  "seed": 0}
 DEMO_REGION = {"kind": "grid", "size": 16}

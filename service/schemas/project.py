@@ -72,7 +72,9 @@ class TrainingSettings(BaseModel):
     budget: int | None = Field(None, ge=1, description="Regions per cycle (global top-B); overrides "
                                                       "budget_per_image when set.")
     budget_per_image: int = Field(4, ge=1, le=10_000, description="Top regions per image per cycle.")
-    model: Literal["unet_small", "lraspp_mobilenetv2", "deeplabv3plus_mobilenetv2"] = "unet_small"
+    # The ImageNet encoder by default: with few labels (what a labeling project starts with) it learns
+    # faster than unet_small from random weights, at 1.6x its step cost (bench/model_convergence.py).
+    model: Literal["unet_small", "lraspp_mobilenetv2", "deeplabv3plus_mobilenetv2"] = "lraspp_mobilenetv2"
     init: Literal["pretrained", "random"] = "pretrained"
     seed: int = Field(0, ge=0)
 
