@@ -6,6 +6,7 @@ from fastapi import APIRouter, File, Header, Request, Response, UploadFile, stat
 
 from service.annotations import submit
 from service.auth import CurrentToken, SessionDep
+from service.auto_cycle import maybe_start_auto_cycle
 from service.queue import QueueError, release, renew, skip
 from service.routes.queue import NowDep, http_error
 from service.schemas.queue import AnnotationPublic, LeaseState, SkipRequest
@@ -36,10 +37,13 @@ def release_lease(lease_id: str, session: SessionDep, token: CurrentToken, now: 
 def skip_lease(lease_id: str, body: SkipRequest, request: Request, session: SessionDep,
                token: CurrentToken, now: NowDep) -> LeaseState:
     """Give the region back and never get it again; it leaves the queue after enough skips."""
+    settings = request.app.state.settings
     try:
-        return skip(session, request.app.state.settings, lease_id, token, body.reason.strip() or "-", now)
+        lease = skip(session, settings, lease_id, token, body.reason.strip() or "-", now)
     except QueueError as exc:
         raise http_error(exc) from exc
+    maybe_start_auto_cycle(session, settings, region_id=lease.region_id, now=now)
+    return lease
 
 
 @router.post("/{lease_id}/annotation", status_code=status.HTTP_201_CREATED, response_model=AnnotationPublic)
@@ -56,6 +60,8 @@ def submit_mask(lease_id: str, request: Request, response: Response, session: Se
         raise http_error(exc) from exc
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    else:
+        maybe_start_auto_cycle(session, settings, region_id=ann.region_id, now=now)
     out = AnnotationPublic.model_validate(ann)
     out.replayed = replayed
     return out

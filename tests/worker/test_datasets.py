@@ -113,8 +113,8 @@ def test_bad_masks_are_named(tmp_path):
     # One mask decoder for the importer, the API and simulate (service/masks.py), hence its wording.
     assert "masks/img0.png: mask has values that are neither a class id (0..2) nor 255: 7" in errs
     assert "masks/img1.png: mask is 12x9, expected 12x10" in errs
-    assert ("masks/img2.png: mask must be an 8-bit single-channel PNG (mode L or P) of class ids, got mode RGB"
-            in errs)
+    assert ("masks/img2.png: mask must be an 8-bit single-channel PNG (mode L or P) of class ids, "
+            "got mode RGB" in errs)
     assert "masks/ghost.png: no image with stem 'ghost' in images/" in errs
     assert "masks/img3.jpg: not a .png file" in errs
     assert len(errs) == 5
