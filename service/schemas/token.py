@@ -11,7 +11,7 @@ class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200, pattern=r"\S")
-    role: Literal["admin", "annotator"] = "annotator"
+    role: Literal["admin", "reviewer", "annotator"] = "annotator"
 
 
 class TokenPublic(BaseModel):
