@@ -37,6 +37,7 @@ def resolve_configs(project: Project, settings: Settings):
                  unlabeled_batch_size=max(2, t.unlabeled_batch_size), lr=t.lr, momentum=t.momentum,
                  nesterov=t.nesterov, weight_decay=t.weight_decay, poly_power=t.poly_power,
                  warmup_fraction=min(t.warmup_fraction, 0.99), ema_momentum=t.ema, tau=t.tau, mix=mix,
+                 unsup_gate=t.unsup_gate,
                  seed=t.seed, device=settings.device, pseudo_label=t.pseudo_label)
     if t.replay_size > 0:
         train["replay_size"] = max(2, t.replay_size)

@@ -86,7 +86,7 @@ class TrainingSettings(BaseModel):
     batch_size: int = Field(8, ge=1, le=512, description="Labeled images per step.")
     unlabeled_batch_size: int = Field(8, ge=0, le=512, description="Unlabeled images per step.")
     lr: float | None = Field(None, gt=0, le=10, description="None: the model's own default (unet_small 0.1, "
-                             "deeplabv3plus_mobilenetv2 0.01 as published for S4AL).")
+                             "lraspp_mobilenetv2 0.01, deeplabv3plus_mobilenetv2 0.01 as published).")
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
     weight_decay: float = Field(5e-4, ge=0, le=1)
@@ -94,6 +94,9 @@ class TrainingSettings(BaseModel):
     warmup_fraction: float = Field(0.1, ge=0, le=1, description="Supervised-only share of iterations.")
     ema: float = Field(0.99, ge=0, lt=1, description="Mean-teacher EMA cap.")
     tau: float = Field(0.97, gt=0, lt=1, description="Confidence threshold of the per-image weight η.")
+    unsup_gate: Literal["measured", "off"] = Field(
+        "measured", description="measured: the teacher's confidence is its precision measured on "
+                                "held-back labeled pixels (the unsupervised term is small while it is poor).")
     mix: Literal["classmix", "cutmix", "cowmix", "none"] = "classmix"
     pseudo_label: Literal["argmax", "pseudoseg"] = Field(
         "argmax", description="Unlabeled targets: the teacher's argmax, or PseudoSeg's fusion with a "
@@ -103,7 +106,9 @@ class TrainingSettings(BaseModel):
     budget: int | None = Field(None, ge=1, description="Regions per cycle (global top-B); overrides "
                                                       "budget_per_image when set.")
     budget_per_image: int = Field(4, ge=1, le=10_000, description="Top regions per image per cycle.")
-    model: Literal["unet_small", "deeplabv3plus_mobilenetv2"] = "unet_small"
+    # The ImageNet encoder by default: with few labels (what a labeling project starts with) it learns
+    # faster than unet_small from random weights, at 1.6x its step cost (bench/model_convergence.py).
+    model: Literal["unet_small", "lraspp_mobilenetv2", "deeplabv3plus_mobilenetv2"] = "lraspp_mobilenetv2"
     init: Literal["pretrained", "random"] = "pretrained"
     seed: int = Field(0, ge=0)
 

@@ -25,15 +25,17 @@ from worker.engine import augment, pseudoseg_train
 from worker.engine.errors import Cancelled
 from worker.engine.losses import (
     CONSISTENCY,
+    IGNORE,
     labels_to_probs,
     supervised_ce,
     teacher_targets,
     unsupervised_loss,
 )
 from worker.engine.masks import classmix_mask, cow_mask, cutmix_mask
-from worker.engine.models import build_model, check_model_name
+from worker.engine.models import PRETRAINED_MODELS, build_model, check_model_name
 from worker.engine.replay import ReplayBuffer, class_weights
 from worker.engine.teacher import EMATeacher
+from worker.engine.unsup_gate import GATES, UnsupGate, hold_out
 
 MIX_MODES = ("classmix", "balanced_classmix", "cutmix", "cowmix", "cowout", "none")
 INITS = ("pretrained", "previous")
@@ -44,8 +46,11 @@ DEVICES = ("auto", "cpu", "cuda")
 # (0.251 / 0.242 / 0.09), and random rescaling (0.75-1.25) left training unconverged where the data
 # already varies object scale. Without it, full labels, seed 0 (deterministic on CPU): 1500 / 3000 /
 # 6000 / 12000 steps -> 0.294 / 0.328 / 0.363 / 0.364 val mIoU.
-DEFAULT_LR = {"unet_small": 1e-1, "deeplabv3plus_mobilenetv2": 1e-2}
-DEFAULT_SCALE = {"unet_small": (1.0, 1.0), "deeplabv3plus_mobilenetv2": (0.5, 1.5)}
+# lraspp_mobilenetv2 is an ImageNet encoder on images as small as unet_small's: the fine-tuning lr and
+# unet_small's fixed scale.
+DEFAULT_LR = {"unet_small": 1e-1, "deeplabv3plus_mobilenetv2": 1e-2, "lraspp_mobilenetv2": 1e-2}
+DEFAULT_SCALE = {"unet_small": (1.0, 1.0), "deeplabv3plus_mobilenetv2": (0.5, 1.5),
+                 "lraspp_mobilenetv2": (1.0, 1.0)}
 
 
 class TrainData(Protocol):
@@ -75,6 +80,9 @@ class TrainConfig:
     warmup_fraction: float = 0.1  # supervised-only share of the iterations
     ema_momentum: float = 0.99
     tau: float = 0.97
+    # The teacher's confidence measured on held-back labeled pixels (unsup_gate.py): measured | off.
+    unsup_gate: str = "measured"
+    gate_holdout: float = 0.1  # share of the labeled blocks held back from training to measure it
     mix: str = "classmix"
     consistency: str = "ce"  # ce (S4AL, ClassMix) | mse (French et al.)
     cutout: bool = False  # CutOut on the student's view as well
@@ -110,7 +118,7 @@ class TrainConfig:
     def validate(self) -> None:
         check_model_name(self.model)
         choices = {"mix": (self.mix, MIX_MODES), "init": (self.init, INITS), "device": (self.device, DEVICES),
-                   "consistency": (self.consistency, CONSISTENCY)}
+                   "consistency": (self.consistency, CONSISTENCY), "unsup_gate": (self.unsup_gate, GATES)}
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(allowed)}")
@@ -125,6 +133,8 @@ class TrainConfig:
             raise ValueError(f"replay_size must be >= 2, got {self.replay_size}")
         if not 0.0 < self.tau < 1.0 or not 0.0 <= self.ema_momentum < 1.0:
             raise ValueError("tau must be in (0, 1) and ema_momentum in [0, 1)")
+        if not 0.0 < self.gate_holdout < 1.0:
+            raise ValueError(f"gate_holdout must be in (0, 1), got {self.gate_holdout}")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if len(self.scales) != 2 or not 0.0 < self.scales[0] <= self.scales[1]:
@@ -182,7 +192,8 @@ def _mask(mode: str, target_a: torch.Tensor, cfg: TrainConfig, weights: torch.Te
 
 
 def _mix_loss(student_logits: torch.Tensor, view_a: tuple, view_b: tuple, m: torch.Tensor,
-              mode: str, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+              mode: str, cfg: TrainConfig,
+              gate: UnsupGate | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss of the student on mixed images against mixed teacher targets; view = (probs, labels, inside)."""
     if cfg.pseudo_label == "pseudoseg":  # PseudoSeg: soft targets, views carry a confidence
         return pseudoseg_train.mix_loss(student_logits, view_a, view_b, m, mode, cfg.tau)
@@ -198,6 +209,9 @@ def _mix_loss(student_logits: torch.Tensor, view_a: tuple, view_b: tuple, m: tor
         probs = None
         if cfg.consistency == "mse":
             probs = torch.where(mm[:, None], labels_to_probs(pa, ya), labels_to_probs(pb, yb))
+    if gate is not None:  # the teacher's measured precision replaces its own confidence
+        human = (ya != IGNORE) if mode == "cowout" else torch.where(mm, ya != IGNORE, yb != IGNORE)
+        conf = gate.confidence(target, conf, human)
     return unsupervised_loss(student_logits, target, conf, tau=cfg.tau, valid=valid,
                              kind=cfg.consistency, target_probs=probs)
 
@@ -224,7 +238,12 @@ def train(config: TrainConfig, data: TrainData, progress: Callable[[str, int, in
     use_amp = config.amp and device.type == "cuda"
     k = data.num_classes
     images = [augment.image_tensor(im) for im in data.images]
-    labels = [augment.label_tensor(lab) for lab in data.labels]
+    train_labels, gate = data.labels, None
+    if config.mix != "none" and config.unsup_gate == "measured" and config.pseudo_label == "argmax":
+        train_labels, held = hold_out(data.labels, config.gate_holdout, block=16, seed=config.seed)
+        gate = UnsupGate(images, held, k, start=int(config.warmup_fraction * config.iterations),
+                         every=max(1, config.iterations // 20))
+    labels = [augment.label_tensor(lab) for lab in train_labels]
     labeled = [i for i, lab in enumerate(labels) if bool((lab != 255).any())]
     if not labeled:
         raise ValueError("no labeled pixel in the training data")
@@ -232,7 +251,7 @@ def train(config: TrainConfig, data: TrainData, progress: Callable[[str, int, in
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         gen = torch.Generator().manual_seed(config.seed)
-        pretrained = (config.weights or True) if config.model == "deeplabv3plus_mobilenetv2" else None
+        pretrained = (config.weights or True) if config.model in PRETRAINED_MODELS else None
         student = build_model(config.model, k, pretrained=pretrained)
         if config.init == "previous" and init_state is not None:
             student.load_state_dict(init_state["student"])
@@ -277,6 +296,8 @@ def train(config: TrainConfig, data: TrainData, progress: Callable[[str, int, in
             pick = [labeled[int(i)] for i in torch.randint(len(labeled), (config.batch_size,), generator=gen)]
             x_l, y_l, _ = (t.to(device) for t in augment.weak_batch(images, labels, pick, **weak))
             inputs, mixes = [x_l], []
+            if gate is not None and gate.due(step):
+                gate.measure(teacher.module, device)
             if config.mix != "none" and step >= warmup:
                 pool = torch.randint(len(images), (config.unlabeled_batch_size,), generator=gen).tolist()
                 xa, ya, ia = (t.to(device) for t in augment.weak_batch(images, labels, pool, **weak))
@@ -299,7 +320,7 @@ def train(config: TrainConfig, data: TrainData, progress: Callable[[str, int, in
                     loss = loss + term
                     record[name] = term.item()
             for name, part, (va, vb, m) in zip(("unsup", "replay"), parts[1:], mixes, strict=False):
-                term, eta = _mix_loss(part, va, vb, m, config.mix, config)
+                term, eta = _mix_loss(part, va, vb, m, config.mix, config, gate)
                 loss = loss + term
                 record[name], record[f"eta_{name}"] = term.item(), eta.mean().item()
             optimizer.zero_grad(set_to_none=True)
@@ -310,6 +331,8 @@ def train(config: TrainConfig, data: TrainData, progress: Callable[[str, int, in
             if ps is not None:
                 ps.update(step)
             record["loss"], record["lr"] = loss.item(), lr
+            if gate is not None:
+                record.update(gate.summary())
             if not math.isfinite(record["loss"]):
                 raise FloatingPointError(f"loss is {record['loss']} at step {step}")
             history.append(record)
