@@ -57,32 +57,107 @@ class Plan:
     items: list[Planned] = field(default_factory=list)
 
 
+MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4096  # Linux's NAME_MAX and PATH_MAX
+MAX_TEXT_BYTES = 1 << 20  # classes.json and a split file: far more than any real one
+
+
+class UnsafePath(ValueError):
+    """A path that cannot be opened safely: a NUL byte, a name too long, a symlink loop, or a link out."""
+
+
+def path_problem(path: str) -> str | None:
+    """Why `path` cannot name a file (NUL byte, over-long name or path), or None."""
+    if "\x00" in path:
+        return "holds a NUL byte"
+    if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        return f"is longer than {MAX_PATH_BYTES} bytes"
+    if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in path.split("/")):
+        return f"has a name longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def real_path(path: Path) -> Path:
+    """`path` with every symlink resolved; UnsafePath for a loop or a path the system refuses."""
+    try:
+        return path.resolve()
+    except RuntimeError as exc:  # Python 3.11 reports a symlink loop this way; later ones as OSError
+        raise UnsafePath("a symlink loop") from exc
+    except OSError as exc:
+        raise UnsafePath(exc.strerror or "cannot be resolved") from exc
+
+
+def inside(path: Path, root: Path) -> Path:
+    """The real path of `path` if it lies inside `root` (already real), else UnsafePath. Every file and
+    folder of a dataset goes through here before it is listed or read."""
+    real = real_path(path)
+    if real != root and root not in real.parents:
+        raise UnsafePath("a link that leads outside the dataset folder")
+    return real
+
+
+def checked(path: Path, root: Path, rel: str, errors: list[str]) -> Path | None:
+    """`inside`, reporting a refusal in `errors` (naming `rel`) instead of raising."""
+    try:
+        return inside(path, root)
+    except UnsafePath as exc:
+        errors.append(f"{rel}: {exc}")
+        return None
+
+
 def resolve_under(path: Path | str, import_root: Path) -> Path:
-    """The real path of `path` (symlinks resolved) if it lies under the real import root, else refuse."""
+    """The real path of `path` (symlinks resolved) if it lies under the real import root, else refuse:
+    403 outside the root, 422 for a path that cannot name a folder (NUL byte, too long, a loop)."""
+    problem = path_problem(str(path))
+    if problem:
+        raise ImportFailed([f"the path {problem}"])
     root = Path(import_root).resolve()
-    real = Path(path).resolve()
+    try:
+        real = real_path(Path(path))
+    except UnsafePath as exc:
+        raise ImportFailed([f"{path}: {exc}"]) from exc
     if real != root and root not in real.parents:
         raise ImportFailed([f"{path}: outside the import root {root} (setting S4AL_IMPORT_ROOT)"], status=403)
     return real
 
 
-def _inside(p: Path, root: Path, rel: str, errors: list[str]) -> bool:
-    real = p.resolve()
-    if root not in real.parents:
-        errors.append(f"{rel}: a link that leads outside the dataset folder")
-        return False
-    return True
+def read_text(f: Path, rel: str, errors: list[str]) -> str | None:
+    """A small UTF-8 text file of the dataset (already checked inside it); problems go to `errors`,
+    never the file's contents."""
+    if not f.is_file():
+        errors.append(f"{rel}: not a regular file")
+        return None
+    if f.stat().st_size > MAX_TEXT_BYTES:
+        errors.append(f"{rel}: larger than {MAX_TEXT_BYTES} bytes")
+        return None
+    try:
+        return f.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        errors.append(f"{rel}: not UTF-8 text")
+        return None
+
+
+def _short(value: str, limit: int = 80) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "…")
 
 
 def _read_classes(root: Path, errors: list[str]) -> list[dict] | None:
     f = root / "classes.json"
-    if not f.is_file():
+    if not f.is_symlink() and not f.exists():
         errors.append("classes.json: missing")
         return None
+    f = checked(f, root, "classes.json", errors)
+    text = read_text(f, "classes.json", errors) if f else None
+    if text is None:
+        return None
     try:
-        raw = json.loads(f.read_text(encoding="utf-8"))
+        raw = json.loads(text)
         classes = check_classes(TypeAdapter(list[ClassDef]).validate_python(raw))
-    except (ValueError, ValidationError) as exc:  # JSONDecodeError is a ValueError
+    except ValidationError as exc:  # its text would quote the file: name the places instead
+        where = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'top level'}: {e['msg']}"
+                          for e in exc.errors()[:5])
+        errors.append(f"classes.json: {where}")
+        return None
+    except ValueError as exc:  # JSONDecodeError (a position only) or check_classes' own message
         errors.append(f"classes.json: {exc}")
         return None
     return [c.model_dump() for c in classes]
@@ -93,16 +168,21 @@ def _ids_names(classes: list[dict]) -> list[tuple[int, str]]:
 
 
 def _read_split(root: Path, name: str, stems: set[str], errors: list[str]) -> set[str]:
+    rel = f"splits/{name}"
     f = root / "splits" / name
-    if not f.exists():
+    if not f.is_symlink() and not f.exists():
+        return set()
+    f = checked(f, root, rel, errors)
+    text = read_text(f, rel, errors) if f else None
+    if text is None:
         return set()
     out: set[str] = set()
-    for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         stem = line.strip()
         if not stem or stem.startswith("#"):
             continue
         if stem not in stems:
-            errors.append(f"splits/{name}:{n}: no image with stem {stem!r} in images/")
+            errors.append(f"{rel}:{n}: no image with stem {_short(stem)} in images/")
         out.add(stem)
     return out
 
@@ -121,32 +201,33 @@ def plan_import(root: Path, masks_mode: str, max_pixels: int, max_bytes: int,
         errors.append("classes.json: its ids and names differ from the project's classes")
     classes = classes if classes is not None else folder_classes
     items: dict[str, Planned] = {}
-    img_dir = root / "images"
-    if not img_dir.is_dir():
+    img_dir = checked(root / "images", root, "images/", errors)
+    if img_dir is not None and not img_dir.is_dir():
         errors.append("images/: missing")
-    else:
+    elif img_dir is not None:
         for f in sorted(img_dir.iterdir()):
             rel = f"images/{f.name}"
             if f.name.startswith("."):
                 continue
-            if f.suffix.lower() not in IMAGE_SUFFIXES or not f.is_file():
-                errors.append(f"{rel}: not a .png/.jpg/.jpeg file")
+            real = checked(f, root, rel, errors)
+            if real is None:
                 continue
-            if not _inside(f, root, rel, errors):
+            if f.suffix.lower() not in IMAGE_SUFFIXES or not real.is_file():
+                errors.append(f"{rel}: not a .png/.jpg/.jpeg file")
                 continue
             if f.stem in items:
                 errors.append(f"{rel}: stem {f.stem!r} already used by {items[f.stem].image_file.name}")
                 continue
-            data = f.read_bytes()
-            if len(data) > max_bytes:
+            if real.stat().st_size > max_bytes:
                 errors.append(f"{rel}: larger than the limit of {max_bytes} bytes")
                 continue
+            data = real.read_bytes()
             try:
                 info = probe(data, max_pixels)
             except ImageError as exc:
                 errors.append(f"{rel}: {exc.message}")
                 continue
-            items[f.stem] = Planned(f.stem, f, info.ext, info.width, info.height, "train")
+            items[f.stem] = Planned(f.stem, real, info.ext, info.width, info.height, "train")
         if not items and not errors:
             errors.append("images/: no images")
     stems = set(items)
@@ -164,7 +245,9 @@ def plan_import(root: Path, masks_mode: str, max_pixels: int, max_bytes: int,
 
 
 def _check_masks(root: Path, items: dict[str, Planned], num_classes: int, errors: list[str]) -> None:
-    mask_dir = root / "masks"
+    mask_dir = checked(root / "masks", root, "masks/", errors)
+    if mask_dir is None:
+        return
     if not mask_dir.is_dir():
         errors.append("masks/: missing, but masks were asked for")
         return
@@ -172,10 +255,11 @@ def _check_masks(root: Path, items: dict[str, Planned], num_classes: int, errors
         rel = f"masks/{f.name}"
         if f.name.startswith("."):
             continue
-        if f.suffix.lower() != ".png" or not f.is_file():
-            errors.append(f"{rel}: not a .png file")
+        real = checked(f, root, rel, errors)
+        if real is None:
             continue
-        if not _inside(f, root, rel, errors):
+        if f.suffix.lower() != ".png" or not real.is_file():
+            errors.append(f"{rel}: not a .png file")
             continue
         item = items.get(f.stem)
         if item is None:
@@ -184,11 +268,11 @@ def _check_masks(root: Path, items: dict[str, Planned], num_classes: int, errors
         if num_classes == 0:
             continue  # classes.json is broken; already reported
         try:
-            decode_mask_png(f.read_bytes(), item.width, item.height, num_classes)
+            decode_mask_png(real.read_bytes(), item.width, item.height, num_classes)
         except MaskError as exc:
             errors.append(f"{rel}: {exc}")
             continue
-        item.mask_file = f
+        item.mask_file = real
 
 
 def import_dataset(session: Session, settings, dir: Path | str, project_name: str,
@@ -225,7 +309,7 @@ def _write(session: Session, storage: Storage, plan: Plan, project: Project | No
             session.add(project)
             session.flush()
         for item in plan.items:
-            data = item.image_file.read_bytes()
+            data = _reread(item.image_file, plan.root, "images")
             info = probe(data, 1 << 62, verify=False)  # re-read: the file may have changed since phase 1
             if (info.width, info.height) != (item.width, item.height):
                 raise ImportFailed([f"images/{item.image_file.name}: changed during the import"])
@@ -238,7 +322,8 @@ def _write(session: Session, storage: Storage, plan: Plan, project: Project | No
             written.append(image.path)
             counts[item.split] += 1
             if item.mask_file is not None:
-                _write_mask(session, storage, image, item, len(plan.classes), masks_mode, written, counts)
+                _write_mask(session, storage, plan.root, image, item, len(plan.classes), masks_mode, written,
+                            counts)
         session.commit()
     except BaseException:
         session.rollback()
@@ -251,9 +336,17 @@ def _write(session: Session, storage: Storage, plan: Plan, project: Project | No
             "images": counts["train"] + counts["val"], **counts}
 
 
-def _write_mask(session: Session, storage: Storage, image: Image, item: Planned, num_classes: int,
-                masks_mode: str, written: list[str], counts: dict) -> None:
-    data = item.mask_file.read_bytes()
+def _reread(path: Path, root: Path, folder: str) -> bytes:
+    """Phase 2 reads a file again: checked again, since it may have been swapped for a link since."""
+    try:
+        return inside(path, root).read_bytes()
+    except UnsafePath as exc:
+        raise ImportFailed([f"{folder}/{path.name}: {exc}"]) from exc
+
+
+def _write_mask(session: Session, storage: Storage, root: Path, image: Image, item: Planned,
+                num_classes: int, masks_mode: str, written: list[str], counts: dict) -> None:
+    data = _reread(item.mask_file, root, "masks")
     try:
         mask = decode_mask_png(data, item.width, item.height, num_classes)
     except MaskError as exc:

@@ -11,6 +11,7 @@ from service.db import session_factory
 from service.export import export_entries, zip_stream
 from service.models import Project
 from service.routes.queue import project_or_404
+from service.schemas.common import ProjectId
 from service.storage import storage_for
 
 router = APIRouter(prefix="/api/projects", tags=["export"])
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/api/projects", tags=["export"])
 
 @router.get("/{project_id}/export", response_class=StreamingResponse,
             responses={200: {"content": {"application/zip": {}}}})
-def export_project(project_id: int, request: Request, session: SessionDep,
+def export_project(project_id: ProjectId, request: Request, session: SessionDep,
                    _: AdminToken) -> StreamingResponse:
     """Stream images, assembled masks (255 = unlabeled), classes.json and splits as a zip."""
     name = project_or_404(session, project_id).name

@@ -21,6 +21,7 @@ from service.imaging import ImageError, probe
 from service.importer import ImportFailed, import_dataset
 from service.models import Image, Project
 from service.routes.projects import get_project_or_404
+from service.schemas.common import ImageId, Offset, ProjectId
 from service.schemas.image import (
     ImagePage,
     ImagePublic,
@@ -80,7 +81,7 @@ def _read_limited(upload: UploadFile, limit: int) -> bytes:
                         409: {"model": UploadResponse}, 413: {"model": UploadResponse},
                         415: {"model": UploadResponse}, 422: {"model": UploadResponse}})
 def upload_images(
-    project_id: int,
+    project_id: ProjectId,
     files: Annotated[list[UploadFile], File(description="One or many PNG/JPEG files.")],
     request: Request,
     session: SessionDep,
@@ -119,11 +120,11 @@ def _overall_status(results: list[UploadResult]) -> int:
 
 @router.get("/api/projects/{project_id}/images", response_model=ImagePage)
 def list_images(
-    project_id: int,
+    project_id: ProjectId,
     session: SessionDep,
     _: CurrentToken,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     split: Literal["train", "val"] | None = None,
 ) -> ImagePage:
     """A page of the project's images in upload order, with the total count."""
@@ -145,13 +146,13 @@ def get_image_or_404(session: Session, image_id: int) -> Image:
 
 
 @router.get("/api/images/{image_id}", response_model=ImagePublic)
-def read_image(image_id: int, session: SessionDep, _: CurrentToken) -> ImagePublic:
+def read_image(image_id: ImageId, session: SessionDep, _: CurrentToken) -> ImagePublic:
     return ImagePublic.model_validate(get_image_or_404(session, image_id))
 
 
 @router.get("/api/images/{image_id}/file", response_class=FileResponse,
             responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}})
-def image_file(image_id: int, session: SessionDep, storage: StorageDep, _: CurrentToken) -> FileResponse:
+def image_file(image_id: ImageId, session: SessionDep, storage: StorageDep, _: CurrentToken) -> FileResponse:
     """The stored bytes, with the type found by content at upload, and `nosniff`."""
     image = get_image_or_404(session, image_id)
     path = storage.path(image.path)
@@ -163,7 +164,7 @@ def image_file(image_id: int, session: SessionDep, storage: StorageDep, _: Curre
 
 @router.post("/api/projects/{project_id}/import", response_model=ImportSummary,
              status_code=status.HTTP_201_CREATED)
-def import_folder(project_id: int, body: ImportRequest, request: Request, session: SessionDep,
+def import_folder(project_id: ProjectId, body: ImportRequest, request: Request, session: SessionDep,
                   _: AdminToken) -> ImportSummary:
     """Import a dataset folder on the server (DESIGN §3) into this project. A relative path is taken
     under the import root; the folder must lie under it (403). All checked first; nothing written on

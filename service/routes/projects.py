@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from service.auth import AdminToken, CurrentToken, SessionDep
 from service.models import Cycle, Image, Project
+from service.schemas.common import ProjectId
 from service.schemas.project import (
     ProjectCreate,
     ProjectPublic,
@@ -72,12 +73,13 @@ def list_projects(session: SessionDep, _: CurrentToken) -> list[ProjectPublic]:
 
 
 @router.get("/{project_id}", response_model=ProjectPublic)
-def read_project(project_id: int, session: SessionDep, _: CurrentToken) -> ProjectPublic:
+def read_project(project_id: ProjectId, session: SessionDep, _: CurrentToken) -> ProjectPublic:
     return _public(session, get_project_or_404(session, project_id))
 
 
 @router.patch("/{project_id}", response_model=ProjectPublic)
-def update_project(project_id: int, body: ProjectUpdate, session: SessionDep, _: AdminToken) -> ProjectPublic:
+def update_project(project_id: ProjectId, body: ProjectUpdate, session: SessionDep,
+                   _: AdminToken) -> ProjectPublic:
     project = get_project_or_404(session, project_id)
     if body.name is not None:
         name = body.name.strip()
@@ -111,7 +113,8 @@ def _errors(exc: ValueError) -> list | str:
 
 
 @router.delete("/{project_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_project(project_id: int, session: SessionDep, storage: StorageDep, _: AdminToken) -> Response:
+def delete_project(project_id: ProjectId, session: SessionDep, storage: StorageDep,
+                   _: AdminToken) -> Response:
     """Delete the project, its rows (database cascades) and then its files."""
     project = get_project_or_404(session, project_id)
     busy = session.scalar(select(func.count()).select_from(Cycle).where(

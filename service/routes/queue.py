@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from service.auth import CurrentToken, SessionDep
 from service.models import Annotation, Image, Project, Region, Token
 from service.queue import ImageRef, LeasedRegion, QueueError, lease_next, request_now
+from service.schemas.common import ProjectId
 from service.schemas.queue import (
     AnnotatorStats,
     CropBox,
@@ -77,7 +78,7 @@ def lease_public(region: LeasedRegion, ttl: int) -> LeasePublic:
 
 @router.post("/{project_id}/queue/lease", response_model=LeasePublic,
              responses={204: {"description": "The queue is empty."}})
-def lease(project_id: int, request: Request, session: SessionDep, token: CurrentToken, now: NowDep,
+def lease(project_id: ProjectId, request: Request, session: SessionDep, token: CurrentToken, now: NowDep,
           body: Annotated[LeaseRequest | None, Body()] = None) -> LeasePublic | Response:
     """Lease the best queued region, or get back the live lease the caller already holds."""
     settings = request.app.state.settings
@@ -93,7 +94,7 @@ def lease(project_id: int, request: Request, session: SessionDep, token: Current
 
 
 @router.get("/{project_id}/queue/stats", response_model=QueueStats)
-def queue_stats(project_id: int, session: SessionDep, _: CurrentToken, now: NowDep) -> QueueStats:
+def queue_stats(project_id: ProjectId, session: SessionDep, _: CurrentToken, now: NowDep) -> QueueStats:
     project_or_404(session, project_id)
     in_project = Region.project_id == project_id
     counts = dict(session.execute(select(Region.status, func.count()).where(in_project)

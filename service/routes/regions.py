@@ -12,6 +12,7 @@ from service.auth import CurrentToken, SessionDep
 from service.labels import encode_mask_png
 from service.models import Image, Region
 from service.routes.queue import crop_box, region_public
+from service.schemas.common import RegionId
 from service.schemas.queue import RegionPublic
 from service.storage import Storage, StorageDep
 
@@ -29,7 +30,7 @@ def region_or_404(session: Session, region_id: int) -> Region:
 
 
 @router.get("/{region_id}", response_model=RegionPublic)
-def read_region(region_id: int, session: SessionDep, _: CurrentToken) -> RegionPublic:
+def read_region(region_id: RegionId, session: SessionDep, _: CurrentToken) -> RegionPublic:
     return region_public(region_or_404(session, region_id))
 
 
@@ -41,7 +42,7 @@ def _png(img: PILImage.Image) -> bytes:
 
 @router.get("/{region_id}/crop", response_class=Response,
             responses={200: {"content": {"image/png": {}}}})
-def crop(region_id: int, session: SessionDep, storage: StorageDep, _: CurrentToken,
+def crop(region_id: RegionId, session: SessionDep, storage: StorageDep, _: CurrentToken,
          context: Annotated[int, Query(ge=0, le=MAX_CONTEXT)] = 0) -> Response:
     """The region plus `context` pixels on each side (clipped to the image), as PNG.
 
@@ -71,7 +72,7 @@ def _prelabel_array(storage: Storage, region: Region, image: Image) -> np.ndarra
 
 @router.get("/{region_id}/prelabel", response_class=Response,
             responses={200: {"content": {"image/png": {}}}, 404: {"description": "No pre-label."}})
-def prelabel(region_id: int, session: SessionDep, storage: StorageDep, _: CurrentToken) -> Response:
+def prelabel(region_id: RegionId, session: SessionDep, storage: StorageDep, _: CurrentToken) -> Response:
     """The model's prediction for the region: an 8-bit PNG of class ids, exactly the region's size.
 
     404 when the region has no pre-label (e.g. the first cycle before any model): the page starts from

@@ -8,6 +8,7 @@ from service.auth import CurrentToken, SessionDep
 from service.models import ImageTag
 from service.routes.images import get_image_or_404
 from service.routes.projects import get_project_or_404
+from service.schemas.common import IdItem, ImageId, ProjectId
 from service.schemas.image import ImagePublic
 from service.schemas.tag import ImageTagsPublic, TaggingNext, TagPublic, TagUpdate
 from service.tags import UnknownClasses, next_to_tag, set_tags, tag_history, tagging_counts
@@ -21,7 +22,7 @@ def _public(tag: ImageTag, token_name: str | None) -> TagPublic:
 
 
 @router.put("/api/images/{image_id}/tags", response_model=TagPublic)
-def put_tags(image_id: int, body: TagUpdate, session: SessionDep, token: CurrentToken) -> TagPublic:
+def put_tags(image_id: ImageId, body: TagUpdate, session: SessionDep, token: CurrentToken) -> TagPublic:
     """Replace the image's tags (a new row; the history keeps the old ones). Any token may tag."""
     image = get_image_or_404(session, image_id)
     try:
@@ -32,7 +33,7 @@ def put_tags(image_id: int, body: TagUpdate, session: SessionDep, token: Current
 
 
 @router.get("/api/images/{image_id}/tags", response_model=ImageTagsPublic)
-def get_tags(image_id: int, session: SessionDep, _: CurrentToken,
+def get_tags(image_id: ImageId, session: SessionDep, _: CurrentToken,
              history: Annotated[bool, Query(description="Include every earlier tag row.")] = False
              ) -> ImageTagsPublic:
     get_image_or_404(session, image_id)
@@ -42,8 +43,8 @@ def get_tags(image_id: int, session: SessionDep, _: CurrentToken,
 
 
 @router.get("/api/projects/{project_id}/tagging/next", response_model=TaggingNext)
-def tagging_next(project_id: int, session: SessionDep, _: CurrentToken,
-                 exclude: Annotated[list[int], Query(max_length=1000, description="Image ids to pass over "
+def tagging_next(project_id: ProjectId, session: SessionDep, _: CurrentToken,
+                 exclude: Annotated[list[IdItem], Query(max_length=1000, description="Image ids to pass over "
                                                      "(e.g. skipped on this page).")] = []  # noqa: B006
                  ) -> TaggingNext:
     """The untagged train image the image classifier is least sure about (unscored ones last)."""

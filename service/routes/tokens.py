@@ -5,6 +5,7 @@ from sqlalchemy import select
 
 from service.auth import AdminToken, CurrentToken, SessionDep, create_token, hash_token, token_cache
 from service.models import Token
+from service.schemas.common import TokenId
 from service.schemas.token import TokenCreate, TokenCreated, TokenPublic
 
 router = APIRouter(prefix="/api", tags=["tokens"])
@@ -28,7 +29,7 @@ def list_tokens(session: SessionDep, _: AdminToken) -> list[Token]:
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenPublic)
-def revoke(token_id: int, request: Request, session: SessionDep, _: AdminToken) -> Token:
+def revoke(token_id: TokenId, request: Request, session: SessionDep, _: AdminToken) -> Token:
     token = session.get(Token, token_id)
     if token is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"token {token_id} not found")

@@ -11,7 +11,7 @@ import re
 from typing import Annotated, Any
 
 from fastapi import Path, Query
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 INT32_MAX = 2**31 - 1
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab, newline and carriage return are text
@@ -65,5 +65,8 @@ ImageId = Annotated[int, _id_path("image")]
 RegionId = Annotated[int, _id_path("region")]
 CycleId = Annotated[int, _id_path("cycle")]
 TokenId = Annotated[int, _id_path("token")]
-LeaseId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="The lease's id.")]
+LEASE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+LeaseId = Annotated[str, Path(pattern=LEASE_ID_PATTERN, description="The lease's id.")]
+LeaseIdItem = Annotated[str, Field(pattern=LEASE_ID_PATTERN)]
+IdItem = Annotated[int, Field(ge=1, le=INT32_MAX)]
 Offset = Annotated[int, Query(ge=0, le=INT32_MAX)]

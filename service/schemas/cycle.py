@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.schemas.common import INT32_MAX, InputModel
+
 
 class CyclePublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -45,10 +47,9 @@ class ProjectMetrics(BaseModel):
     cycles: list[MetricsPoint]
 
 
-class OracleRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    limit: int | None = Field(None, ge=1, description="Label at most this many regions; default all queued.")
+class OracleRequest(InputModel):
+    limit: int | None = Field(None, ge=1, le=INT32_MAX,
+                              description="Label at most this many regions; default all queued.")
 
 
 class OracleResult(BaseModel):

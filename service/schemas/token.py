@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.schemas.common import InputModel
 
-class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
+class TokenCreate(InputModel):
     name: str = Field(min_length=1, max_length=200, pattern=r"\S")
     role: Literal["admin", "annotator"] = "annotator"
 
