@@ -62,12 +62,33 @@ def migrate() -> None:
 def token_create(
     name: Annotated[str, typer.Option(help="Who holds it, e.g. alice.")],
     role: Annotated[Role, typer.Option(help="admin or annotator.")] = Role.annotator,
+    project: Annotated[list[str] | None, typer.Option(
+        help="A project (name or id) an annotator token may use; repeat for more. Default: all.")] = None,
 ) -> None:
     """Create a token and print it. It is stored hashed: this is the only time it is shown."""
     from service.auth import create_token
 
     with _session(_settings()) as session:
-        typer.echo(create_token(session, name, role.value))
+        try:
+            ids = [_project_id(session, p) for p in project] if project else None
+            typer.echo(create_token(session, name, role.value, ids))
+        except ValueError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from exc
+
+
+def _project_id(session, name_or_id: str) -> int:
+    from sqlalchemy import select
+
+    from service.models import Project
+
+    found = session.scalar(select(Project.id).where(Project.name == name_or_id))
+    as_id = int(name_or_id) if name_or_id.isdigit() and len(name_or_id) < 10 else None
+    if found is None and as_id is not None and session.get(Project, as_id) is not None:
+        found = as_id
+    if found is None:
+        raise ValueError(f"no project named {name_or_id!r}")
+    return found
 
 
 @token_app.command("list")
@@ -80,21 +101,19 @@ def token_list() -> None:
     with _session(_settings()) as session:
         for t in session.scalars(select(Token).order_by(Token.id)):
             state = "revoked" if t.revoked else "active"
-            typer.echo(f"{t.id}\t{t.role}\t{state}\t{t.name}\tlast used {t.last_used_at or 'never'}")
+            scope = "all projects" if t.projects is None else "projects " + ",".join(map(str, t.projects))
+            typer.echo(f"{t.id}\t{t.role}\t{state}\t{t.name}\t{scope}\tlast used {t.last_used_at or 'never'}")
 
 
 @token_app.command("revoke")
 def token_revoke(token_id: int) -> None:
-    """Revoke a token by its id (see `s4al token list`)."""
-    from service.models import Token
+    """Revoke a token by its id (see `s4al token list`); its live leases go back to the queue."""
+    from service.auth import revoke_token
 
     with _session(_settings()) as session:
-        token = session.get(Token, token_id)
-        if token is None:
+        if revoke_token(session, token_id) is None:
             typer.echo(f"no token with id {token_id}", err=True)
             raise typer.Exit(1)
-        token.revoked = True
-        session.commit()
     typer.echo(f"token {token_id} revoked")
 
 

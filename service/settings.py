@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Where `s4al serve` listens.")
     port: int = Field(8000, description="Port of `s4al serve`.")
     public_url: str | None = Field(None, description="URL printed for annotators; default http://host:port.")
+    worker_stop_grace_seconds: float = Field(
+        10.0, gt=0, description="`s4al serve`'s embedded worker: after SIGQUIT (cold shutdown), this long "
+        "to stop before SIGKILL; also when `serve` itself died and the worker notices its parent is gone.")
 
     @property
     def storage_dir(self) -> Path:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from service.auth import AdminToken, CurrentToken, SessionDep
+from service.auth import AdminToken, CurrentToken, SessionDep, in_scope
 from service.cycles import CycleConflict, create_cycle, project_cycles, request_cancel, send_run_cycle
 from service.models import Cycle, Project, utcnow
 from service.schemas.common import CycleId, ProjectId
@@ -52,14 +52,17 @@ def start_cycle(project_id: ProjectId, request: Request, session: SessionDep, _:
 
 
 @router.get("/projects/{project_id}/cycles", response_model=list[CyclePublic])
-def list_cycles(project_id: ProjectId, session: SessionDep, _: CurrentToken) -> list[Cycle]:
+def list_cycles(project_id: ProjectId, session: SessionDep, token: CurrentToken) -> list[Cycle]:
+    in_scope(token, project_id, f"project {project_id} not found")
     _project_or_404(session, project_id)
     return list(project_cycles(session, project_id))
 
 
 @router.get("/cycles/{cycle_id}", response_model=CyclePublic)
-def read_cycle(cycle_id: CycleId, session: SessionDep, _: CurrentToken) -> Cycle:
-    return _cycle_or_404(session, cycle_id)
+def read_cycle(cycle_id: CycleId, session: SessionDep, token: CurrentToken) -> Cycle:
+    cycle = _cycle_or_404(session, cycle_id)
+    in_scope(token, cycle.project_id, f"cycle {cycle_id} not found")
+    return cycle
 
 
 @router.post("/cycles/{cycle_id}/cancel", response_model=CyclePublic)
@@ -74,9 +77,10 @@ def cancel_cycle(cycle_id: CycleId, session: SessionDep, _: AdminToken) -> Cycle
 
 
 @router.get("/projects/{project_id}/metrics", response_model=ProjectMetrics)
-def project_metrics(project_id: ProjectId, session: SessionDep, _: CurrentToken) -> ProjectMetrics:
+def project_metrics(project_id: ProjectId, session: SessionDep, token: CurrentToken) -> ProjectMetrics:
     """The learning curve: for every cycle, the labeled share of train pixels it trained on and the
     validation mIoU it reached (null until it succeeds, or without validation images)."""
+    in_scope(token, project_id, f"project {project_id} not found")
     project = _project_or_404(session, project_id)
     points = []
     for c in project_cycles(session, project_id):

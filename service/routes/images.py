@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.auth import AdminToken, CurrentToken, SessionDep
+from service.auth import AdminToken, CurrentToken, SessionDep, in_scope
 from service.imaging import ImageError, probe
 from service.importer import ImportFailed, import_dataset
 from service.models import Image, Project
@@ -30,6 +30,7 @@ from service.schemas.image import (
     UploadResponse,
     UploadResult,
 )
+from service.schemas.token import TokenPublic
 from service.storage import Storage, StorageDep, image_key
 
 router = APIRouter(tags=["images"])
@@ -122,12 +123,13 @@ def _overall_status(results: list[UploadResult]) -> int:
 def list_images(
     project_id: ProjectId,
     session: SessionDep,
-    _: CurrentToken,
+    token: CurrentToken,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Offset = 0,
     split: Literal["train", "val"] | None = None,
 ) -> ImagePage:
     """A page of the project's images in upload order, with the total count."""
+    in_scope(token, project_id, f"project {project_id} not found")
     get_project_or_404(session, project_id)
     where = [Image.project_id == project_id]
     if split is not None:
@@ -138,23 +140,25 @@ def list_images(
                      offset=offset)
 
 
-def get_image_or_404(session: Session, image_id: int) -> Image:
+def get_image_or_404(session: Session, image_id: int, token: TokenPublic | None = None) -> Image:
+    """The image, or 404 if there is none or `token` may not use its project."""
     image = session.get(Image, image_id)
-    if image is None:
+    if image is None or token is not None and not token.can_see(image.project_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"image {image_id} not found")
     return image
 
 
 @router.get("/api/images/{image_id}", response_model=ImagePublic)
-def read_image(image_id: ImageId, session: SessionDep, _: CurrentToken) -> ImagePublic:
-    return ImagePublic.model_validate(get_image_or_404(session, image_id))
+def read_image(image_id: ImageId, session: SessionDep, token: CurrentToken) -> ImagePublic:
+    return ImagePublic.model_validate(get_image_or_404(session, image_id, token))
 
 
 @router.get("/api/images/{image_id}/file", response_class=FileResponse,
             responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}})
-def image_file(image_id: ImageId, session: SessionDep, storage: StorageDep, _: CurrentToken) -> FileResponse:
+def image_file(image_id: ImageId, session: SessionDep, storage: StorageDep,
+               token: CurrentToken) -> FileResponse:
     """The stored bytes, with the type found by content at upload, and `nosniff`."""
-    image = get_image_or_404(session, image_id)
+    image = get_image_or_404(session, image_id, token)
     path = storage.path(image.path)
     if not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"the file of image {image_id} is missing")

@@ -5,8 +5,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.auth import AdminToken, CurrentToken, SessionDep
-from service.models import Cycle, Image, Project
+from service.auth import AdminToken, CurrentToken, SessionDep, in_scope
+from service.models import Cycle, Image, Project, Token
 from service.schemas.common import ProjectId
 from service.schemas.project import (
     ProjectCreate,
@@ -62,10 +62,13 @@ def create_project(body: ProjectCreate, session: SessionDep, _: AdminToken) -> P
 
 
 @router.get("", response_model=list[ProjectPublic])
-def list_projects(session: SessionDep, _: CurrentToken) -> list[ProjectPublic]:
+def list_projects(session: SessionDep, token: CurrentToken) -> list[ProjectPublic]:
+    """The projects this token may use."""
     counts = dict(session.execute(select(Image.project_id, func.count()).group_by(Image.project_id)).all())
     out = []
     for project in session.scalars(select(Project).order_by(Project.id)):
+        if not token.can_see(project.id):
+            continue
         item = ProjectPublic.model_validate(project)
         item.image_count = counts.get(project.id, 0)
         out.append(item)
@@ -73,7 +76,8 @@ def list_projects(session: SessionDep, _: CurrentToken) -> list[ProjectPublic]:
 
 
 @router.get("/{project_id}", response_model=ProjectPublic)
-def read_project(project_id: ProjectId, session: SessionDep, _: CurrentToken) -> ProjectPublic:
+def read_project(project_id: ProjectId, session: SessionDep, token: CurrentToken) -> ProjectPublic:
+    in_scope(token, project_id, f"project {project_id} not found")
     return _public(session, get_project_or_404(session, project_id))
 
 
@@ -123,6 +127,9 @@ def delete_project(project_id: ProjectId, session: SessionDep, storage: StorageD
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"project {project_id} has {busy} queued or running cycle(s); cancel them first")
     session.delete(project)
+    for scoped in session.scalars(select(Token).where(Token.projects.is_not(None))):
+        if project_id in scoped.projects:  # a reused id (SQLite) must not inherit the old scope
+            scoped.projects = [p for p in scoped.projects if p != project_id]
     session.commit()
     # Files go after the commit: a crash in between leaves orphan files, never rows without files.
     storage.delete_project(project_id)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response, 
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
-from service.auth import CurrentToken, SessionDep
+from service.auth import CurrentToken, SessionDep, in_scope
 from service.models import Annotation, Image, Project, Region, Token
 from service.queue import ImageRef, LeasedRegion, QueueError, lease_next, request_now
 from service.schemas.common import ProjectId
@@ -81,6 +81,7 @@ def lease_public(region: LeasedRegion, ttl: int) -> LeasePublic:
 def lease(project_id: ProjectId, request: Request, session: SessionDep, token: CurrentToken, now: NowDep,
           body: Annotated[LeaseRequest | None, Body()] = None) -> LeasePublic | Response:
     """Lease the best queued region, or get back the live lease the caller already holds."""
+    in_scope(token, project_id, f"project {project_id} not found")
     settings = request.app.state.settings
     try:
         region = lease_next(session, settings, project_id, token,
@@ -94,7 +95,9 @@ def lease(project_id: ProjectId, request: Request, session: SessionDep, token: C
 
 
 @router.get("/{project_id}/queue/stats", response_model=QueueStats)
-def queue_stats(project_id: ProjectId, session: SessionDep, _: CurrentToken, now: NowDep) -> QueueStats:
+def queue_stats(project_id: ProjectId, session: SessionDep, token: CurrentToken, now: NowDep) -> QueueStats:
+    """The queue's counts; per annotator for an admin, only the caller's own line for an annotator."""
+    in_scope(token, project_id, f"project {project_id} not found")
     project_or_404(session, project_id)
     in_project = Region.project_id == project_id
     counts = dict(session.execute(select(Region.status, func.count()).where(in_project)
@@ -120,4 +123,5 @@ def queue_stats(project_id: ProjectId, session: SessionDep, _: CurrentToken, now
         project_id=project_id, total=sum(counts.values()),
         queued=counts.get("queued", 0) + counts.get("leased", 0) - leased, leased=leased,
         labeled=counts.get("labeled", 0), skipped=counts.get("skipped", 0),
-        labeled_today=sum(a.labeled_today for a in annotators), annotators=annotators)
+        labeled_today=sum(a.labeled_today for a in annotators),
+        annotators=annotators if token.role == "admin" else [a for a in annotators if a.token_id == token.id])

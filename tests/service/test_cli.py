@@ -128,7 +128,7 @@ def test_serve_migrates_prints_url_and_token_and_answers(tmp_path):
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
-        assert httpx.get(f"{base}/docs", timeout=5).status_code == 200
+        assert httpx.get(f"{base}/openapi.json", timeout=5).status_code == 200
         me = httpx.get(f"{base}/api/me", headers={"Authorization": f"Bearer {token}"}, timeout=5)
         assert me.status_code == 200 and me.json()["role"] == "admin"
     finally:
