@@ -18,6 +18,7 @@ from pathlib import Path
 
 from service.cycles import broker_url
 from service.settings import Settings
+from service.storage import private_file
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class EmbeddedWorker:
         env = {k: v for k, v in os.environ.items() if not k.startswith("S4AL_")}
         env.update(settings_env(self.settings))
         env["S4AL_PARENT_PID"] = str(os.getpid())  # the worker exits if this process disappears
-        with open(self.log_path, "ab") as out:
+        with open(private_file(self.log_path), "ab") as out:
             self.proc = subprocess.Popen(worker_command(self.settings), env=env, stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
