@@ -88,8 +88,10 @@ class EmbeddedWorker:
                     self._spawn()
                     self.restarts += 1
 
-    def stop(self, timeout: float = 15.0) -> int | None:
-        """Cold shutdown (SIGQUIT): the worker stops now, without waiting for a cycle to finish."""
+    def stop(self, timeout: float | None = None) -> int | None:
+        """Cold shutdown (SIGQUIT): the worker stops now, without waiting for a cycle to finish; SIGKILL
+        for it and its pool after `timeout` (default: the worker_stop_grace_seconds setting)."""
+        timeout = self.settings.worker_stop_grace_seconds if timeout is None else timeout
         self._stopping.set()
         with self._lock:
             proc = self.proc
