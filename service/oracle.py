@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.annotations import submit_annotation
-from service.labels import encode_mask_png
+from service.masks import encode_mask_png
 from service.models import Image, Project, Region, Token
 from service.queue import lease_next
 from service.storage import storage_for

@@ -17,8 +17,8 @@ is what the claim statement reads. Rules:
   annotator's own concurrent calls (different annotators never wait on each other); on SQLite the
   IMMEDIATE transaction already does.
 - Expired leases go back to the queue lazily: every claim first returns the project's expired leases
-  (`FOR UPDATE SKIP LOCKED`, so concurrent sweepers neither block nor deadlock). `return_expired` can also
-  be called periodically. Their Lease rows become `expired`.
+  (`FOR UPDATE SKIP LOCKED`, so concurrent sweepers neither block nor deadlock). Their Lease rows become
+  `expired`.
 - A skip ends the lease and excludes that region for that token (a `skipped` Lease row). Once
   `settings.skips_to_retire` distinct annotators skipped a region it leaves the queue for everyone
   (`status='skipped'`); 0 never retires a region. The claim's exclusion is an uncorrelated
@@ -144,18 +144,6 @@ def is_live(lease: Lease, now: datetime) -> bool:
     return lease.state == "active" and now < lease.expires_at
 
 
-def return_expired(session: Session, now: datetime, project_id: int | None = None) -> int:
-    """Put regions whose lease expired back in the queue (in the caller's transaction); how many."""
-    q = (select(Region.id, Region.lease_id)
-         .where(Region.status == "leased", Region.lease_expires_at <= now)
-         .with_for_update(skip_locked=True))
-    if project_id is not None:
-        q = q.where(Region.project_id == project_id)
-    rows = session.execute(q).all()
-    _requeue(session, [(r.id, r.lease_id) for r in rows], now)
-    return len(rows)
-
-
 def _requeue(session: Session, expired: list[tuple[int, str | None]], now: datetime) -> None:
     """Mark these (region id, lease id) pairs' leases expired and their regions queued."""
     if not expired:
@@ -185,12 +173,6 @@ def release_token_leases(session: Session, token_id: int, now: datetime | None =
                             .values(status="queued", lease_id=None, lease_token_id=None,
                                     lease_expires_at=None), execution_options=opts)
     return len(rows)
-
-
-def sweep_expired(session: Session, now: datetime | None = None) -> int:
-    """Return every project's expired leases to the queue and commit (for a periodic job)."""
-    with write_tx(session, durable=False):
-        return return_expired(session, now or utcnow())
 
 
 def _live_leases_statement():

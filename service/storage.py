@@ -47,8 +47,9 @@ def checkpoint_key(project_id: int, cycle_number: int) -> str:
     return f"{project_prefix(project_id)}/checkpoints/cycle-{int(cycle_number):04d}.pt"
 
 
-def prelabel_key(project_id: int, region_id: int) -> str:
-    return f"{project_prefix(project_id)}/prelabels/{int(region_id)}.png"
+def prelabel_key(project_id: int, cycle_id: int, index: int) -> str:
+    """Fixed by the cycle and the region's rank: a re-run of a crashed attempt overwrites, never piles up."""
+    return f"{project_prefix(project_id)}/prelabels/cycle-{int(cycle_id)}/{int(index)}.png"
 
 
 class Storage:

@@ -27,6 +27,17 @@ def _pg_schema_url(schema: str) -> str:
         hide_password=False)
 
 
+def pytest_collection_modifyitems(items):
+    """Mark what a test needs, so that a part of the suite can be run alone (`-m "not browser"`): every
+    test that runs on the PostgreSQL backend is `postgres`, every test under tests/e2e/ is `browser`."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "postgresql" in params.values() or "pg_admin_engine" in item.fixturenames:
+            item.add_marker(pytest.mark.postgres)
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.fixture(scope="session")
 def pg_admin_engine():
     engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT")

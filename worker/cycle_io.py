@@ -13,6 +13,8 @@ attempts), so only the holder of the current attempt can change it:
   its regions. A crash before that commit leaves no row; a re-run writes the same keys.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import socket
@@ -21,6 +23,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image as PILImage
@@ -28,12 +31,17 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import session_factory
-from service.labels import IGNORE, assemble_labels, encode_mask_png
+from service.labels import assemble_labels
+from service.masks import IGNORE, encode_mask_png
 from service.models import Cycle, Image, Project, Region, utcnow
 from service.settings import Settings
-from service.storage import Storage, checkpoint_key, project_prefix, storage_for
+from service.storage import Storage, checkpoint_key, prelabel_key, project_prefix, storage_for
 from service.tags import store_tag_uncertainty, tags_by_image
+from worker.engine.errors import Cancelled
 from worker.training_config import resolve_configs
+
+if TYPE_CHECKING:  # the engine (torch) is imported only when a cycle runs
+    from worker.engine.cycle import AcquisitionConfig, CycleData, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +171,7 @@ class Heartbeat:
             except Exception:  # a database hiccup: try again next time; staleness is the reaper's call
                 log.exception("heartbeat of cycle %s failed", self.claim.cycle_id)
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 
@@ -195,9 +203,9 @@ def _read_mask(storage: Storage, key: str) -> np.ndarray:
 class Inputs:
     project: Project
     train_ids: list[int]
-    data: object  # worker.engine.cycle.CycleData
-    train_config: object
-    acquisition: object
+    data: CycleData
+    train_config: TrainConfig
+    acquisition: AcquisitionConfig
     resolved: dict
 
 
@@ -222,16 +230,11 @@ def load_inputs(session: Session, storage: Storage, settings: Settings, project_
             val_images.append(_read_rgb(storage, im.path))
             val_labels.append(gt)
     names = [c["name"] for c in sorted(project.classes, key=lambda c: c["id"])]
-    tagged = tags_by_image(session, project_id)  # PseudoSeg (issue 6): image-level tags, newest per image
+    tagged = tags_by_image(session, project_id)  # PseudoSeg: image-level tags, newest per image
     data = CycleData(images=images, labels=labels, val_images=val_images, val_labels=val_labels,
                      num_classes=len(names), class_names=names,
                      tags=[tagged.get(im.id) for im in train] if tagged else None)
     return Inputs(project, [im.id for im in train], data, train_config, acquisition, resolved)
-
-
-def prelabel_key(project_id: int, cycle_id: int, index: int) -> str:
-    """Fixed by the cycle and the rank, so a re-run of a crashed attempt overwrites, never piles up."""
-    return f"{project_prefix(project_id)}/prelabels/cycle-{int(cycle_id)}/{int(index)}.png"
 
 
 def _prelabel(pred: np.ndarray, sel) -> np.ndarray | None:
@@ -287,7 +290,7 @@ def write_results(sessions: sessionmaker, storage: Storage, claim: Claim, inputs
             Region.cycle_id != claim.cycle_id).values(status="superseded")).rowcount
         if rows:
             s.execute(Region.__table__.insert(), rows)
-        if out.tag_uncertainty is not None:  # PseudoSeg (issue 6): orders the tagging queue
+        if out.tag_uncertainty is not None:  # PseudoSeg: orders the tagging queue
             store_tag_uncertainty(s, dict(zip(inputs.train_ids, out.tag_uncertainty, strict=True)))
         metrics["superseded"] = superseded
         s.execute(update(Cycle).where(Cycle.id == claim.cycle_id).values(metrics=metrics))
@@ -323,7 +326,7 @@ def execute_cycle(settings: Settings, cycle_id: int) -> str:
         try:
             out, inputs, load_seconds = _train_and_score(sessions, storage, settings, claim, hb, t0)
         except Exception as exc:
-            if type(exc).__name__ == "Cancelled" or hb.should_stop():
+            if isinstance(exc, Cancelled) or hb.should_stop():
                 return "lost" if hb.lost.is_set() else _lost_or_cancelled(sessions, claim)
             log.exception("cycle %s failed", cycle_id)
             detail = "".join(traceback.format_exception_only(exc)).strip()

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from service.masks import IGNORE
+
 ARMS = ("s4al", "random", "supervised", "full")
-IGNORE = 255
 
 
 @dataclass
@@ -45,7 +46,7 @@ class SimulateConfig:
     device: str = "auto"
     full_check: bool = True  # also train `full` at 2N iterations
     jobs: int = 1  # arms run in this many processes at once (each with the caller's torch threads)
-    # --- PseudoSeg (issue 6) ---
+    # --- PseudoSeg ---
     pseudo_label: str = "argmax"  # argmax | pseudoseg: the targets of the arms that mix (s4al, random)
     tags: str = "none"  # none | all: oracle image-level tags (the ground truth's classes) for every image
     # --- end PseudoSeg ---
@@ -129,7 +130,7 @@ def simulate(cfg: SimulateConfig, report: Callable[[str], None] = print,
 
     cfg.validate()
     data, truth = _load(cfg)
-    tags = oracle_tags(truth) if cfg.tags == "all" else None  # PseudoSeg (issue 6)
+    tags = oracle_tags(truth) if cfg.tags == "all" else None  # PseudoSeg
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     # The same initial labels for every arm: random cells covering `initial` of the train pixels.
@@ -183,7 +184,7 @@ def _run_arm(cfg: SimulateConfig, arm: str, data, truth, initial, tags, report, 
                      "losses": res.metrics["losses"]})
         report(f"{arm:<11} cycle {cycle}  labeled {rows[-1]['labeled_fraction']:7.2%}  "
                f"mIoU {100 * rows[-1]['miou']:6.2f}  {rows[-1]['seconds']:7.1f}s")
-        # PseudoSeg (issue 6): pseudo-label mIoU on the pixels unlabeled in this cycle's training.
+        # PseudoSeg: pseudo-label mIoU on the pixels unlabeled in this cycle's training.
         quality = checkpoint_quality(res.checkpoint, data.images, labels, truth, data.num_classes,
                                      tags=tags, device=resolve_device(cfg.device))
         rows[-1]["pseudo_label_miou"] = quality and {k: quality[k] for k in ("argmax", "pseudoseg")}

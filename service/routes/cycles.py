@@ -4,11 +4,11 @@ import logging
 
 from fastapi import APIRouter, HTTPException, Request, status
 from sqlalchemy import update
-from sqlalchemy.orm import Session
 
-from service.auth import AdminToken, CurrentToken, SessionDep, in_scope
+from service.auth import AdminToken, CurrentToken, SessionDep
 from service.cycles import CycleConflict, create_cycle, project_cycles, request_cancel, send_run_cycle
-from service.models import Cycle, Project, utcnow
+from service.models import Cycle, utcnow
+from service.routes.deps import cycle_or_404, project_or_404
 from service.schemas.common import CycleId, ProjectId
 from service.schemas.cycle import CyclePublic, MetricsPoint, ProjectMetrics
 
@@ -16,25 +16,15 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["cycles"])
 
 
-def _project_or_404(session: Session, project_id: int) -> Project:
-    project = session.get(Project, project_id)
-    if project is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"project {project_id} not found")
-    return project
 
 
-def _cycle_or_404(session: Session, cycle_id: int) -> Cycle:
-    cycle = session.get(Cycle, cycle_id)
-    if cycle is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"cycle {cycle_id} not found")
-    return cycle
 
 
 @router.post("/projects/{project_id}/cycles", status_code=status.HTTP_202_ACCEPTED,
              response_model=CyclePublic)
 def start_cycle(project_id: ProjectId, request: Request, session: SessionDep, _: AdminToken) -> Cycle:
     """Queue the project's next cycle; a worker on the `gpu` queue runs it. 409 while one is active."""
-    project = _project_or_404(session, project_id)
+    project = project_or_404(session, project_id)
     try:
         cycle = create_cycle(session, project)
     except CycleConflict as exc:
@@ -53,23 +43,20 @@ def start_cycle(project_id: ProjectId, request: Request, session: SessionDep, _:
 
 @router.get("/projects/{project_id}/cycles", response_model=list[CyclePublic])
 def list_cycles(project_id: ProjectId, session: SessionDep, token: CurrentToken) -> list[Cycle]:
-    in_scope(token, project_id, f"project {project_id} not found")
-    _project_or_404(session, project_id)
+    project_or_404(session, project_id, token)
     return list(project_cycles(session, project_id))
 
 
 @router.get("/cycles/{cycle_id}", response_model=CyclePublic)
 def read_cycle(cycle_id: CycleId, session: SessionDep, token: CurrentToken) -> Cycle:
-    cycle = _cycle_or_404(session, cycle_id)
-    in_scope(token, cycle.project_id, f"cycle {cycle_id} not found")
-    return cycle
+    return cycle_or_404(session, cycle_id, token)
 
 
 @router.post("/cycles/{cycle_id}/cancel", response_model=CyclePublic)
 def cancel_cycle(cycle_id: CycleId, session: SessionDep, _: AdminToken) -> Cycle:
     """A queued cycle is cancelled now; a running one stops at its next training step (then its
     status turns `cancelled`, with no regions written). 409 if it has already finished."""
-    cycle = _cycle_or_404(session, cycle_id)
+    cycle = cycle_or_404(session, cycle_id)
     try:
         return request_cancel(session, cycle)
     except CycleConflict as exc:
@@ -80,8 +67,7 @@ def cancel_cycle(cycle_id: CycleId, session: SessionDep, _: AdminToken) -> Cycle
 def project_metrics(project_id: ProjectId, session: SessionDep, token: CurrentToken) -> ProjectMetrics:
     """The learning curve: for every cycle, the labeled share of train pixels it trained on and the
     validation mIoU it reached (null until it succeeds, or without validation images)."""
-    in_scope(token, project_id, f"project {project_id} not found")
-    project = _project_or_404(session, project_id)
+    project = project_or_404(session, project_id, token)
     points = []
     for c in project_cycles(session, project_id):
         m = c.metrics or {}

@@ -10,7 +10,7 @@ from service.auth import AdminToken, SessionDep
 from service.db import session_factory
 from service.export import export_entries, zip_stream
 from service.models import Project
-from service.routes.queue import project_or_404
+from service.routes.deps import project_or_404
 from service.schemas.common import ProjectId
 from service.storage import storage_for
 

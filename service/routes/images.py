@@ -16,11 +16,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.auth import AdminToken, CurrentToken, SessionDep, in_scope
+from service.auth import AdminToken, CurrentToken, SessionDep
 from service.imaging import ImageError, probe
 from service.importer import ImportFailed, import_dataset
 from service.models import Image, Project
-from service.routes.projects import get_project_or_404
+from service.routes.deps import image_or_404, project_or_404
 from service.schemas.common import ImageId, Offset, ProjectId
 from service.schemas.image import (
     ImagePage,
@@ -30,7 +30,6 @@ from service.schemas.image import (
     UploadResponse,
     UploadResult,
 )
-from service.schemas.token import TokenPublic
 from service.storage import Storage, StorageDep, image_key
 
 router = APIRouter(tags=["images"])
@@ -92,7 +91,7 @@ def upload_images(
 ) -> JSONResponse:
     """Upload PNG/JPEG files (checked by content); each file gets its own result (see module doc).
     A plain `def`: decoding and database work run in the thread pool, not on the event loop."""
-    project = get_project_or_404(session, project_id)
+    project = project_or_404(session, project_id)
     settings = request.app.state.settings
     results: list[UploadResult] = []
     for upload in files:
@@ -129,8 +128,7 @@ def list_images(
     split: Literal["train", "val"] | None = None,
 ) -> ImagePage:
     """A page of the project's images in upload order, with the total count."""
-    in_scope(token, project_id, f"project {project_id} not found")
-    get_project_or_404(session, project_id)
+    project_or_404(session, project_id, token)
     where = [Image.project_id == project_id]
     if split is not None:
         where.append(Image.split == split)
@@ -140,17 +138,11 @@ def list_images(
                      offset=offset)
 
 
-def get_image_or_404(session: Session, image_id: int, token: TokenPublic | None = None) -> Image:
-    """The image, or 404 if there is none or `token` may not use its project."""
-    image = session.get(Image, image_id)
-    if image is None or token is not None and not token.can_see(image.project_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"image {image_id} not found")
-    return image
 
 
 @router.get("/api/images/{image_id}", response_model=ImagePublic)
 def read_image(image_id: ImageId, session: SessionDep, token: CurrentToken) -> ImagePublic:
-    return ImagePublic.model_validate(get_image_or_404(session, image_id, token))
+    return ImagePublic.model_validate(image_or_404(session, image_id, token))
 
 
 @router.get("/api/images/{image_id}/file", response_class=FileResponse,
@@ -158,7 +150,7 @@ def read_image(image_id: ImageId, session: SessionDep, token: CurrentToken) -> I
 def image_file(image_id: ImageId, session: SessionDep, storage: StorageDep,
                token: CurrentToken) -> FileResponse:
     """The stored bytes, with the type found by content at upload, and `nosniff`."""
-    image = get_image_or_404(session, image_id, token)
+    image = image_or_404(session, image_id, token)
     path = storage.path(image.path)
     if not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"the file of image {image_id} is missing")
@@ -173,7 +165,7 @@ def import_folder(project_id: ProjectId, body: ImportRequest, request: Request, 
     """Import a dataset folder on the server (DESIGN §3) into this project. A relative path is taken
     under the import root; the folder must lie under it (403). All checked first; nothing written on
     any error (422 listing every problem, each naming its file; 409 stems already in the project)."""
-    project = get_project_or_404(session, project_id)
+    project = project_or_404(session, project_id)
     settings = request.app.state.settings
     path = Path(body.path)
     if not path.is_absolute():

@@ -49,7 +49,7 @@ def annotate_page(project: str) -> FileResponse:
 
 @router.get("/tag/{project}")
 def tag_page(project: str) -> FileResponse:
-    """Tagging mode (PseudoSeg image-level tags, issue 6): whole images, class toggles, Enter submits."""
+    """Tagging mode (PseudoSeg image-level tags): whole images, class toggles, Enter submits."""
     return _file("tag.html")
 
 

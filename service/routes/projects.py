@@ -5,8 +5,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.auth import AdminToken, CurrentToken, SessionDep, in_scope
+from service.auth import AdminToken, CurrentToken, SessionDep
 from service.models import Cycle, Image, Project, Token
+from service.routes.deps import project_or_404
 from service.schemas.common import ProjectId
 from service.schemas.project import (
     ProjectCreate,
@@ -17,13 +18,6 @@ from service.schemas.project import (
 from service.storage import StorageDep
 
 router = APIRouter(prefix="/api/projects", tags=["projects"])
-
-
-def get_project_or_404(session: Session, project_id: int) -> Project:
-    project = session.get(Project, project_id)
-    if project is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"project {project_id} not found")
-    return project
 
 
 def _public(session: Session, project: Project) -> ProjectPublic:
@@ -77,14 +71,13 @@ def list_projects(session: SessionDep, token: CurrentToken) -> list[ProjectPubli
 
 @router.get("/{project_id}", response_model=ProjectPublic)
 def read_project(project_id: ProjectId, session: SessionDep, token: CurrentToken) -> ProjectPublic:
-    in_scope(token, project_id, f"project {project_id} not found")
-    return _public(session, get_project_or_404(session, project_id))
+    return _public(session, project_or_404(session, project_id, token))
 
 
 @router.patch("/{project_id}", response_model=ProjectPublic)
 def update_project(project_id: ProjectId, body: ProjectUpdate, session: SessionDep,
                    _: AdminToken) -> ProjectPublic:
-    project = get_project_or_404(session, project_id)
+    project = project_or_404(session, project_id)
     if body.name is not None:
         name = body.name.strip()
         if _name_taken(session, name, exclude_id=project.id):
@@ -120,7 +113,7 @@ def _errors(exc: ValueError) -> list | str:
 def delete_project(project_id: ProjectId, session: SessionDep, storage: StorageDep,
                    _: AdminToken) -> Response:
     """Delete the project, its rows (database cascades) and then its files."""
-    project = get_project_or_404(session, project_id)
+    project = project_or_404(session, project_id)
     busy = session.scalar(select(func.count()).select_from(Cycle).where(
         Cycle.project_id == project.id, Cycle.status.in_(("queued", "running"))))
     if busy:

@@ -5,11 +5,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response, status
 from sqlalchemy import and_, case, func, select
-from sqlalchemy.orm import Session
 
-from service.auth import CurrentToken, SessionDep, in_scope
-from service.models import Annotation, Image, Project, Region, Token
+from service.auth import CurrentToken, SessionDep
+from service.models import Annotation, Image, Region, Token
 from service.queue import ImageRef, LeasedRegion, QueueError, lease_next, request_now
+from service.routes.deps import in_scope, project_or_404
 from service.schemas.common import ProjectId
 from service.schemas.queue import (
     AnnotatorStats,
@@ -35,11 +35,6 @@ def http_error(exc: QueueError) -> HTTPException:
     return HTTPException(exc.status, exc.message)
 
 
-def project_or_404(session: Session, project_id: int) -> Project:
-    project = session.get(Project, project_id)
-    if project is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"project {project_id} not found")
-    return project
 
 
 def default_context(region: Region | LeasedRegion) -> int:
@@ -81,7 +76,7 @@ def lease_public(region: LeasedRegion, ttl: int) -> LeasePublic:
 def lease(project_id: ProjectId, request: Request, session: SessionDep, token: CurrentToken, now: NowDep,
           body: Annotated[LeaseRequest | None, Body()] = None) -> LeasePublic | Response:
     """Lease the best queued region, or get back the live lease the caller already holds."""
-    in_scope(token, project_id, f"project {project_id} not found")
+    in_scope(token, project_id)  # no database read: the hot path stays one statement
     settings = request.app.state.settings
     try:
         region = lease_next(session, settings, project_id, token,
@@ -97,8 +92,7 @@ def lease(project_id: ProjectId, request: Request, session: SessionDep, token: C
 @router.get("/{project_id}/queue/stats", response_model=QueueStats)
 def queue_stats(project_id: ProjectId, session: SessionDep, token: CurrentToken, now: NowDep) -> QueueStats:
     """The queue's counts; per annotator for an admin, only the caller's own line for an annotator."""
-    in_scope(token, project_id, f"project {project_id} not found")
-    project_or_404(session, project_id)
+    project_or_404(session, project_id, token)
     in_project = Region.project_id == project_id
     counts = dict(session.execute(select(Region.status, func.count()).where(in_project)
                                   .group_by(Region.status)).all())

@@ -6,15 +6,14 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from PIL import Image as PILImage
-from sqlalchemy.orm import Session
 
 from service.auth import CurrentToken, SessionDep
-from service.labels import encode_mask_png
+from service.masks import encode_mask_png
 from service.models import Image, Region
+from service.routes.deps import region_or_404
 from service.routes.queue import crop_box, region_public
 from service.schemas.common import RegionId
 from service.schemas.queue import RegionPublic
-from service.schemas.token import TokenPublic
 from service.storage import Storage, StorageDep
 
 router = APIRouter(prefix="/api/regions", tags=["regions"])
@@ -23,12 +22,6 @@ MAX_CONTEXT = 1024
 CACHE = {"Cache-Control": "private, max-age=3600"}
 
 
-def region_or_404(session: Session, region_id: int, token: TokenPublic) -> Region:
-    """The region, or 404 if there is none or `token` may not use its project."""
-    region = session.get(Region, region_id)
-    if region is None or not token.can_see(region.project_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"region {region_id} not found")
-    return region
 
 
 @router.get("/{region_id}", response_model=RegionPublic)

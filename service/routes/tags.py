@@ -4,10 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from service.auth import CurrentToken, SessionDep, in_scope
+from service.auth import CurrentToken, SessionDep
 from service.models import ImageTag
-from service.routes.images import get_image_or_404
-from service.routes.projects import get_project_or_404
+from service.routes.deps import image_or_404, project_or_404
 from service.schemas.common import IdItem, ImageId, ProjectId
 from service.schemas.image import ImagePublic
 from service.schemas.tag import ImageTagsPublic, TaggingNext, TagPublic, TagUpdate
@@ -24,7 +23,7 @@ def _public(tag: ImageTag, token_name: str | None) -> TagPublic:
 @router.put("/api/images/{image_id}/tags", response_model=TagPublic)
 def put_tags(image_id: ImageId, body: TagUpdate, session: SessionDep, token: CurrentToken) -> TagPublic:
     """Replace the image's tags (a new row; the history keeps the old ones). Any token may tag."""
-    image = get_image_or_404(session, image_id, token)
+    image = image_or_404(session, image_id, token)
     try:
         tag = set_tags(session, image, body.class_ids, token)
     except UnknownClasses as exc:
@@ -36,7 +35,7 @@ def put_tags(image_id: ImageId, body: TagUpdate, session: SessionDep, token: Cur
 def get_tags(image_id: ImageId, session: SessionDep, token: CurrentToken,
              history: Annotated[bool, Query(description="Include every earlier tag row.")] = False
              ) -> ImageTagsPublic:
-    get_image_or_404(session, image_id, token)
+    image_or_404(session, image_id, token)
     rows = [_public(tag, name) for tag, name in tag_history(session, image_id)]
     return ImageTagsPublic(image_id=image_id, latest=rows[0] if rows else None,
                            history=rows if history else [])
@@ -48,8 +47,7 @@ def tagging_next(project_id: ProjectId, session: SessionDep, token: CurrentToken
                                                      "(e.g. skipped on this page).")] = []  # noqa: B006
                  ) -> TaggingNext:
     """The untagged train image the image classifier is least sure about (unscored ones last)."""
-    in_scope(token, project_id, f"project {project_id} not found")
-    get_project_or_404(session, project_id)
+    project_or_404(session, project_id, token)
     image = next_to_tag(session, project_id, exclude)
     tagged, untagged = tagging_counts(session, project_id)
     return TaggingNext(image=ImagePublic.model_validate(image) if image else None,

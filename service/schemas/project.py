@@ -5,9 +5,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from service.masks import IGNORE
 from service.schemas.common import INT32_MAX, InputModel
 
-IGNORE_INDEX = 255
 MAX_CLASSES = 255  # ids 0..254; 255 is the ignore index
 
 
@@ -73,7 +73,7 @@ class ProjectCreate(InputModel):
     name: str = Field(min_length=1, max_length=200, pattern=r"\S")
     classes: list[ClassDef]
     region: RegionSettings = Field(default_factory=RegionSettings)
-    ignore_index: Literal[255] = IGNORE_INDEX
+    ignore_index: Literal[255] = IGNORE
     training: TrainingSettings = Field(default_factory=TrainingSettings)
 
     @field_validator("classes")

@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from service.db import session_factory
-from service.labels import decode_mask_png
+from service.masks import decode_mask_png
 from service.models import Annotation, Lease
 from service.storage import storage_for
 from tests.e2e.conftest import enter_token, screenshot

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.auth import create_token
-from service.labels import encode_mask_png
+from service.masks import encode_mask_png
 from service.models import Annotation, Cycle, Image, Lease, Project, Region, Token
 from service.storage import image_key, prelabel_key, storage_for
 
@@ -81,8 +81,8 @@ def seed_queue(session: Session, settings, *, regions: int = 6, images: int = 1,
     session.add_all(region_rows)
     session.flush()
     if prelabel:
-        for r in region_rows:
-            key = prelabel_key(project.id, r.id)
+        for rank, r in enumerate(region_rows):
+            key = prelabel_key(project.id, cycle.id, rank)
             storage.write_bytes(key, encode_mask_png(prelabel_array(r.w, r.h)))
             r.prelabel_path = key
     session.commit()

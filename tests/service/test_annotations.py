@@ -10,7 +10,8 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from service.annotations import submit_annotation
-from service.labels import assemble_labels, decode_mask_png
+from service.labels import assemble_labels
+from service.masks import decode_mask_png
 from service.models import Annotation, Image, Lease, Region, utcnow
 from service.queue import lease_next
 from service.storage import storage_for

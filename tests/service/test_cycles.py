@@ -163,7 +163,7 @@ def test_regions_are_untouched_by_the_api(client, admin, project, session):
 
 
 def test_service_never_imports_torch():
-    code = ("import sys, service.main, service.cli, service.cycles, worker.celery_app, worker.tasks; "
+    code = ("import sys, service.main, cli.app, service.cycles, worker.celery_app, worker.tasks; "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('worker.engine')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

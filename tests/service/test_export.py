@@ -11,8 +11,8 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from cli.app import app as cli
 from service.annotations import submit_annotation
-from service.cli import app as cli
 from service.export import zip_stream
 from service.importer import import_dataset
 from service.labels import assemble_labels

@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import select
 
 from service.importer import ImportFailed, import_dataset
-from service.labels import assemble_labels, decode_mask_png
+from service.labels import assemble_labels
+from service.masks import decode_mask_png
 from service.models import Annotation, Image
 from service.storage import storage_for
 from tests.service.factories import (

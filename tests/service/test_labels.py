@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from service.labels import MaskError, add_annotation, assemble_labels, decode_mask_png, encode_mask_png
+from service.labels import add_annotation, assemble_labels
+from service.masks import MaskError, decode_mask_png, encode_mask_png
 from service.models import Image, Project
 from service.storage import Storage
 from tests.service.factories import CLASSES, bomb_png, counts, files_under, mask_png, png_bytes

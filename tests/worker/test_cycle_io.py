@@ -217,7 +217,8 @@ def test_bad_training_settings_fail_the_cycle_with_a_clear_error(session, settin
 @pytest.mark.parametrize("what", ["cancelled", "lost"])
 def test_results_are_not_written_once_the_cycle_is_cancelled_or_taken(session, settings, project, what):
     from service.db import session_factory
-    from worker.cycle_io import Inputs, prelabel_key, write_results
+    from service.storage import prelabel_key
+    from worker.cycle_io import Inputs, write_results
     from worker.engine.cycle import CycleOutput, SelectedRegion
 
     cycle = create_cycle(session, project)

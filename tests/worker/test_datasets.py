@@ -110,10 +110,11 @@ def test_bad_masks_are_named(tmp_path):
     Image.fromarray(np.zeros((10, 12), np.uint8), mode="L").save(masks / "ghost.png")
     Image.fromarray(np.zeros((10, 12), np.uint8), mode="L").save(masks / "img3.jpg")
     errs = errors_of(root)
-    assert "masks/img0.png: has values 7 that are neither a class id (0..2) nor 255" in errs
-    assert "masks/img1.png: is 12x9 but its image is 12x10" in errs
-    assert ("masks/img2.png: must be an 8-bit single-channel PNG of class ids (mode L or P), got mode RGB"
-            in errs)
+    # One mask decoder for the importer, the API and simulate (service/masks.py), hence its wording.
+    assert "masks/img0.png: mask has values that are neither a class id (0..2) nor 255: 7" in errs
+    assert "masks/img1.png: mask is 12x9, expected 12x10" in errs
+    assert ("masks/img2.png: mask must be an 8-bit single-channel PNG (mode L or P) of class ids, "
+            "got mode RGB" in errs)
     assert "masks/ghost.png: no image with stem 'ghost' in images/" in errs
     assert "masks/img3.jpg: not a .png file" in errs
     assert len(errs) == 5

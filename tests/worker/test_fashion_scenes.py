@@ -90,11 +90,11 @@ def test_cli_writes_dataset_and_reports_errors(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from worker.data.cli import register_data
+    from cli.data import register
 
     app = typer.Typer()
     app.command()(lambda: None)  # a group needs a sibling command to keep `data` as a subcommand
-    register_data(app)
+    register(app)
     runner = CliRunner()
     out = tmp_path / "scenes"
     result = runner.invoke(app, ["data", "fashion-scenes", str(out), "--n-train", "3", "--n-val", "2",

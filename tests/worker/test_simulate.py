@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from service.cli import app
+from cli.app import app
 from tests.worker.engine._tiny import NAMES, scenes
 from worker.simulate import SimulateConfig, simulate
 

@@ -4,7 +4,7 @@ import json
 
 from typer.testing import CliRunner
 
-from service.cli import app
+from cli.app import app
 from tests.worker.tiny import make_dataset
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from service.masks import IGNORE
 from worker.engine.regions import (
     SelectedRegion,
     check_region_kind,
@@ -34,7 +35,6 @@ __all__ = ["METRICS", "ImageRegions", "PoolScores", "SelectedRegion", "acquire",
            "pixel_uncertainty", "score_pool", "select_regions", "uncertainty_from_logits"]
 
 METRICS = ("random", "least_confidence", "entropy", "margin")
-IGNORE = 255
 
 
 def check_metric(metric: str) -> None:
@@ -327,8 +327,6 @@ def acquire(model: torch.nn.Module | None, images: Sequence[np.ndarray], labels:
     check_metric(metric)
     check_region_kind(region_kind, region_size)
     check_budget(budget_regions, budget_fraction, per_image)
-    if budget_regions is not None and budget_fraction is not None:
-        raise ValueError("give budget_regions or budget_fraction, not both")
     weights = None
     if class_balance and model is not None:
         weights = class_balance_weights(labeled_class_counts(labels, num_classes))

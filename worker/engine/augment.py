@@ -12,9 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from service.masks import IGNORE
 from worker.engine.masks import cutmix_mask
 
-IGNORE = 255
 # Erased pixels take the ImageNet mean, which the models' normalisation maps to 0 ("zeroed").
 FILL = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 

@@ -1,7 +1,7 @@
 """PseudoSeg's multi-label classifier: image-level labels, the head on the deepest features, its BCE.
 
 Image-level labels are a pair `(target, known)` of `[B, K]` tensors: `target` is 1 where a class is
-present, `known` says which entries are actually known. Rules (issue 6):
+present, `known` says which entries are actually known. Rules:
 - an image with **tags** (the complete list of classes an annotator saw) knows every class: tagged
   classes are present, the others absent. A class its labeled pixels show is present even if the tag
   list forgot it (pixels are the more careful annotation);

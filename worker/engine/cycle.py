@@ -1,4 +1,4 @@
-"""One active-learning cycle: train (semi-supervised) -> score the pool -> evaluate. See ENGINE_CONTRACT.md.
+"""One active-learning cycle: train (semi-supervised) -> score the pool -> evaluate.
 
 Used by `s4al simulate` and by the Celery task; neither needs anything else from the engine.
 Everything that can be wrong with the inputs is checked before training starts.
@@ -14,18 +14,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from service.masks import IGNORE
 from worker.engine import checkpoint as ckpt_io
 from worker.engine.acquisition import acquire, check_metric
+from worker.engine.errors import Cancelled
 from worker.engine.metrics import ConfusionMeter, iou_list, miou
 from worker.engine.pseudoseg_report import check_tags, classifier_uncertainty, module_state
 from worker.engine.regions import SelectedRegion, check_region_kind
 from worker.engine.selection import check_budget
-from worker.engine.trainer import Cancelled, TrainConfig, train
+from worker.engine.trainer import TrainConfig, train
 
 __all__ = ["AcquisitionConfig", "Cancelled", "CycleData", "CycleOutput", "SelectedRegion", "TrainConfig",
            "check_cycle_inputs", "evaluate", "run_cycle"]
 
-IGNORE = 255
 Progress = Callable[[str, int, int, dict], None]
 
 
@@ -37,7 +38,7 @@ class CycleData:
     val_labels: list[np.ndarray]  # ground truth for evaluation (255 ignored)
     num_classes: int
     class_names: list[str]
-    # PseudoSeg (issue 6): per train image, the class ids an annotator tagged it with, or None.
+    # PseudoSeg: per train image, the class ids an annotator tagged it with, or None.
     tags: list[list[int] | None] | None = None
 
 
@@ -56,8 +57,6 @@ class AcquisitionConfig:
         check_metric(self.metric)
         check_region_kind(self.region_kind, self.region_size)
         check_budget(self.budget_regions, self.budget_fraction, self.per_image)
-        if self.budget_regions is not None and self.budget_fraction is not None:
-            raise ValueError("give budget_regions or budget_fraction, not both")
 
 
 @dataclass
@@ -66,7 +65,7 @@ class CycleOutput:
     predictions: list[np.ndarray]
     metrics: dict
     checkpoint: dict
-    # PseudoSeg (issue 6): the image classifier's uncertainty per train image (orders the tagging queue).
+    # PseudoSeg: the image classifier's uncertainty per train image (orders the tagging queue).
     tag_uncertainty: list[float] | None = None
 
 
@@ -95,7 +94,7 @@ def check_cycle_inputs(config: TrainConfig, data: CycleData, acquisition: Acquis
         raise ValueError("the training pool is empty")
     _check_pairs(data.images, data.labels, data.num_classes, "train")
     _check_pairs(data.val_images, data.val_labels, data.num_classes, "val")
-    check_tags(data.tags, len(data.images), data.num_classes)  # PseudoSeg (issue 6)
+    check_tags(data.tags, len(data.images), data.num_classes)  # PseudoSeg's image-level tags
 
 
 @torch.inference_mode()
@@ -169,7 +168,7 @@ def run_cycle(config: TrainConfig, data: CycleData, acquisition: AcquisitionConf
                        evaluate_seconds=time.perf_counter() - start)
     else:
         metrics.update(miou=None, per_class_iou=None)
-    # --- PseudoSeg (issue 6): classifier uncertainty per image, the module in the checkpoint ---
+    # --- PseudoSeg: classifier uncertainty per image, the module in the checkpoint ---
     tag_uncertainty, extra = None, {}
     if result.pseudoseg is not None:
         start = time.perf_counter()

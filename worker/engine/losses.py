@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE = 255
+from service.masks import IGNORE
+
 CONSISTENCY = ("ce", "mse")
 
 

@@ -48,6 +48,8 @@ def check_budget(budget_regions: int | None = None, budget_fraction: float | Non
     """Raise ValueError for a budget that cannot be used (checked before any training)."""
     if budget_regions is None and budget_fraction is None and per_image is None:
         raise ValueError("no acquisition budget: give budget_regions, budget_fraction or per_image")
+    if budget_regions is not None and budget_fraction is not None:
+        raise ValueError("give budget_regions or budget_fraction, not both")
     if budget_regions is not None and (not isinstance(budget_regions, int) or budget_regions < 1):
         raise ValueError(f"budget_regions must be a positive integer, got {budget_regions!r}")
     if budget_fraction is not None and not 0.0 < float(budget_fraction) <= 1.0:
@@ -88,8 +90,6 @@ def select_regions(pool: PoolScores, *, budget_regions: int | None = None,
     function index -> image) is needed to rebuild the selected regions' masks.
     """
     check_budget(budget_regions, budget_fraction, per_image)
-    if budget_regions is not None and budget_fraction is not None:
-        raise ValueError("give budget_regions or budget_fraction, not both")
     ranked = rank_candidates(pool, per_image)
     if budget_regions is not None:
         ranked = ranked[:budget_regions]

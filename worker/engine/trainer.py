@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from worker.engine import augment, pseudoseg_train
+from worker.engine.errors import Cancelled
 from worker.engine.losses import (
     CONSISTENCY,
     labels_to_probs,
@@ -45,10 +46,6 @@ DEVICES = ("auto", "cpu", "cuda")
 # 6000 / 12000 steps -> 0.294 / 0.328 / 0.363 / 0.364 val mIoU.
 DEFAULT_LR = {"unet_small": 1e-1, "deeplabv3plus_mobilenetv2": 1e-2}
 DEFAULT_SCALE = {"unet_small": (1.0, 1.0), "deeplabv3plus_mobilenetv2": (0.5, 1.5)}
-
-
-class Cancelled(Exception):
-    """Raised by `train` when `should_stop()` returns True."""
 
 
 class TrainData(Protocol):
@@ -84,7 +81,7 @@ class TrainConfig:
     color_jitter: float = 0.4
     blur_prob: float = 0.5
     cow_sigma: tuple[float, float] = (4.0, 16.0)
-    # --- PseudoSeg (issue 6; worker/engine/pseudoseg_train.py) ---
+    # --- PseudoSeg (worker/engine/pseudoseg_train.py) ---
     pseudo_label: str = "argmax"  # argmax: teacher argmax (S4AL, ClassMix) | pseudoseg: fused soft targets
     pseudoseg_gamma: float = 0.5  # weight of the decoder's softmax in the fusion (1 - gamma: the SGC map)
     pseudoseg_temperature: float = 0.5  # sharpening temperature T
@@ -136,7 +133,7 @@ class TrainConfig:
             raise ValueError("nesterov needs momentum > 0")
         if self.learning_rate <= 0:
             raise ValueError(f"lr must be > 0, got {self.learning_rate}")
-        pseudoseg_train.check_config(self)  # PseudoSeg (issue 6)
+        pseudoseg_train.check_config(self)  # PseudoSeg's own settings
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -187,7 +184,7 @@ def _mask(mode: str, target_a: torch.Tensor, cfg: TrainConfig, weights: torch.Te
 def _mix_loss(student_logits: torch.Tensor, view_a: tuple, view_b: tuple, m: torch.Tensor,
               mode: str, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss of the student on mixed images against mixed teacher targets; view = (probs, labels, inside)."""
-    if cfg.pseudo_label == "pseudoseg":  # PseudoSeg (issue 6): soft targets, views carry a confidence
+    if cfg.pseudo_label == "pseudoseg":  # PseudoSeg: soft targets, views carry a confidence
         return pseudoseg_train.mix_loss(student_logits, view_a, view_b, m, mode, cfg.tau)
     (pa, ya, ia), (pb, yb, ib) = view_a, view_b
     ta, ca = teacher_targets(pa, ya)
@@ -241,7 +238,7 @@ def train(config: TrainConfig, data: TrainData, progress: Callable[[str, int, in
             student.load_state_dict(init_state["student"])
         student = student.to(device).train()
         teacher = EMATeacher(student, config.ema_momentum)
-        # PseudoSeg (issue 6): built after the teacher, so that its feature hooks are not copied into it.
+        # PseudoSeg: built after the teacher, so that its feature hooks are not copied into it.
         ps = None
         if config.pseudo_label == "pseudoseg":
             ps = pseudoseg_train.PseudoSegHook(config, data, student, device)

@@ -1,4 +1,4 @@
-"""Image-level labels, the classifier head and its masked BCE (PseudoSeg, issue 6)."""
+"""Image-level labels, the classifier head and its masked BCE (PseudoSeg)."""
 
 import math
 

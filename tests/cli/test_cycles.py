@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from service.cli import app
+from cli.app import app
 from service.models import Annotation, Cycle
 from service.settings import get_settings
 from tests.worker.tiny import make_project

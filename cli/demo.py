@@ -17,7 +17,8 @@ from typing import Annotated
 
 import typer
 
-from service.cli_cycles import watch
+from cli import common
+from cli.cycles import watch
 
 DEMO_PROJECT = "fashion-scenes demo"
 # Small enough for a laptop CPU: a cycle trains in a minute or two on 600 scenes of 64x64 px.
@@ -72,11 +73,10 @@ def ensure_dataset(settings) -> Path:
 def ensure_project(settings, folder) -> int:
     from sqlalchemy import select
 
-    from service.cli import _session
     from service.importer import import_dataset
     from service.models import Project
 
-    with _session(settings) as session:
+    with common.session(settings) as session:
         project = session.scalar(select(Project).where(Project.name == DEMO_PROJECT))
         if project is not None:
             return project.id
@@ -94,10 +94,9 @@ def ensure_project(settings, folder) -> int:
 def _labeled(settings, project_id: int) -> int:
     from sqlalchemy import func, select
 
-    from service.cli import _session
     from service.models import Annotation, Image
 
-    with _session(settings) as session:
+    with common.session(settings) as session:
         return session.scalar(select(func.count()).select_from(Annotation).join(Image).where(
             Image.project_id == project_id)) or 0
 
@@ -121,21 +120,21 @@ def demo(
     CPU with a progress bar, then the URL of the annotation page where its regions wait."""
     import uvicorn
 
+    from cli.embedded_worker import EmbeddedWorker
+    from cli.server import ensure_admin_token
     from service.auth import create_token
-    from service.cli import _session, _settings, ensure_admin_token
     from service.cycles import broker_url
-    from service.embedded_worker import EmbeddedWorker
     from service.main import create_app
     from service.migrate import prepare_embedded
 
-    settings = _settings(port=port)
+    settings = common.settings(port=port)
     _require_free_port(settings.host, settings.port)
     t0 = time.monotonic()
     prepare_embedded(settings)
     folder = ensure_dataset(settings)
     project_id = ensure_project(settings, folder)
     admin, _ = ensure_admin_token(settings)
-    with _session(settings) as session:
+    with common.session(settings) as session:
         annotator = create_token(session, "demo-annotator", "annotator")
     embedded = settings.broker_url is None
     worker = EmbeddedWorker(settings).start() if embedded else None
@@ -182,3 +181,7 @@ def _duration(c: dict) -> float:
 
     start, end = datetime.fromisoformat(c["started_at"]), datetime.fromisoformat(c["finished_at"])
     return (end - start).total_seconds()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

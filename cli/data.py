@@ -1,4 +1,4 @@
-"""`s4al data ...`: demo dataset generators. Registered by worker/cli.py (no torch imported here)."""
+"""`s4al data ...`: demo dataset generators. (no torch imported here)."""
 
 from pathlib import Path
 from typing import Annotated
@@ -31,5 +31,5 @@ def fashion_scenes(
     typer.echo(f"pixel share per class: {shares}")
 
 
-def register_data(app: typer.Typer) -> None:
+def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")

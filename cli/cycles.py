@@ -1,4 +1,4 @@
-"""`s4al cycle start|list|show`, `s4al oracle` and `s4al demo`. No torch here: cycles run in a worker.
+"""`s4al cycle start|list|show` and `s4al oracle`. No torch here: cycles run in a worker.
 
 `cycle start` and `oracle` work on the database directly (like `token` and `import`), so they need no
 running API, only a worker listening to the broker.
@@ -10,35 +10,11 @@ from typing import Annotated
 
 import typer
 
+from cli import common
+
 cycle_app = typer.Typer(help="Cycles: start one (and watch it), list a project's, show one.",
                         no_args_is_help=True)
 FINAL = ("succeeded", "failed", "cancelled")
-
-
-def _settings():
-    from service.cli import _settings as settings
-
-    return settings()
-
-
-def _session(settings):
-    from service.cli import _session as session
-
-    return session(settings)
-
-
-def find_project(session, ref: str):
-    """A project by id or by name; exits with a message when there is none."""
-    from sqlalchemy import select
-
-    from service.models import Project
-
-    project = session.get(Project, int(ref)) if ref.isdigit() else None
-    project = project or session.scalar(select(Project).where(Project.name == ref))
-    if project is None:
-        typer.echo(f"no project {ref!r} (give its name or id; `s4al import` creates one)", err=True)
-        raise typer.Exit(1)
-    return project
 
 
 def cycle_line(c: dict) -> str:
@@ -106,9 +82,9 @@ def cycle_start(
     from service.cycles import CycleConflict, create_cycle, send_run_cycle
     from service.models import Cycle
 
-    settings = _settings()
-    with _session(settings) as session:
-        p = find_project(session, project)
+    settings = common.settings()
+    with common.session(settings) as session:
+        p = common.find_project(session, project)
         try:
             cycle = create_cycle(session, p)
         except CycleConflict as exc:
@@ -133,8 +109,8 @@ def cycle_list(project: Annotated[str, typer.Argument(help="Project name or id."
     """One line per cycle of the project: status, labeled share, mIoU, regions queued, duration."""
     from service.cycles import project_cycles
 
-    with _session(_settings()) as session:
-        p = find_project(session, project)
+    with common.session(common.settings()) as session:
+        p = common.find_project(session, project)
         cycles = list(project_cycles(session, p.id))
         if not cycles:
             typer.echo(f"project {p.name!r} has no cycle yet (`s4al cycle start {p.name}`)")
@@ -149,7 +125,7 @@ def cycle_show(cycle_id: int) -> None:
 
     from service.models import Cycle
 
-    with _session(_settings()) as session:
+    with common.session(common.settings()) as session:
         c = session.get(Cycle, cycle_id)
         if c is None:
             typer.echo(f"no cycle {cycle_id}", err=True)
@@ -164,9 +140,9 @@ def oracle(
     """Label queued regions from the ground truth, through the annotators' lease + submit path."""
     from service.oracle import NoGroundTruth, run_oracle
 
-    settings = _settings()
-    with _session(settings) as session:
-        p = find_project(session, project)
+    settings = common.settings()
+    with common.session(settings) as session:
+        p = common.find_project(session, project)
         try:
             result = run_oracle(session, settings, p.id, limit)
         except NoGroundTruth as exc:
@@ -176,8 +152,5 @@ def oracle(
 
 
 def register(app: typer.Typer) -> None:
-    from service.demo import demo
-
     app.add_typer(cycle_app, name="cycle")
     app.command("oracle")(oracle)
-    app.command("demo")(demo)

@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from cli.app import app
+from cli.server import ADMIN_TOKEN_FILE, ensure_admin_token
 from service.auth import hash_token
-from service.cli import ADMIN_TOKEN_FILE, app, ensure_admin_token
 from service.models import Image, Token
 from service.settings import Settings, get_settings
 from tests.service.factories import counts, make_dataset, mask_png

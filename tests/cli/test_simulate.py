@@ -4,7 +4,7 @@ must not import the engine to build its options), so this keeps the two from dri
 import dataclasses
 import inspect
 
-from worker.cli import simulate
+from cli.simulate import simulate
 from worker.simulate import SimulateConfig
 
 CLI_ONLY = {"dataset_dir", "threads"}  # a positional argument and a process setting, not config fields

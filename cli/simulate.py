@@ -1,7 +1,7 @@
-"""Worker commands for the `s4al` CLI (`simulate`, `data`). Registered by service/cli.py.
+"""`s4al simulate`: the active-learning loop against an oracle, several arms compared.
 
-Torch and the engine are imported inside the command bodies: importing this module (which every
-`s4al` invocation does) must stay fast and torch-free.
+Torch and the engine are imported inside the command body: importing this module (which every `s4al`
+invocation does) must stay fast and torch-free.
 """
 
 from __future__ import annotations
@@ -91,8 +91,4 @@ def _run_simulation(cfg, threads: int | None) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add the worker's commands to the `s4al` app."""
-    from worker.data.cli import register_data
-
     app.command("simulate")(simulate)
-    register_data(app)
