@@ -26,6 +26,8 @@ DEMO_TRAINING = {"model": "unet_small", "iterations": 300, "batch_size": 8, "unl
                  "replay_size": 0, "mix": "classmix", "acquisition": "entropy", "budget": 240,
                  "seed": 0}
 DEMO_REGION = {"kind": "grid", "size": 16}
+# The loop runs itself: a quarter of a cycle's budget labeled, or an empty queue, starts the next cycle.
+DEMO_AUTO_CYCLE = {"enabled": True, "after_labeled": 60, "when_queue_below": 1}
 
 
 class Api:
@@ -85,6 +87,7 @@ def ensure_project(settings, folder) -> int:
         project = session.get(Project, summary["project_id"])
         project.training = {**project.training, **DEMO_TRAINING}
         project.region = DEMO_REGION
+        project.auto_cycle = DEMO_AUTO_CYCLE
         session.commit()
         typer.echo(f"project {DEMO_PROJECT!r}: {summary['train']} train + {summary['val']} val images, "
                    "ground truth kept as oracle")
@@ -152,6 +155,7 @@ def demo(
             cold = api.run_cycle(project_id, "cold start (no labels yet: random regions)")
             if cold["status"] != "succeeded":
                 raise typer.Exit(1)
+            # With the auto-cycle rule on, these labels start the next cycle by themselves.
             done = api.call("POST", f"/api/projects/{project_id}/oracle")
             typer.echo(f"the oracle labeled those {done['labeled']} regions from the ground truth")
         first = api.run_cycle(project_id, "training on CPU")
@@ -163,6 +167,7 @@ def demo(
         typer.echo(f"\nannotate its {first['metrics']['regions']} queued regions here:\n"
                    f"  {settings.base_url}/annotate/{project_id}#token={annotator}\n"
                    f"admin token: {admin}")
+        typer.echo(_auto_cycle_line(api.call("GET", f"/api/projects/{project_id}/auto-cycle")))
         if serve:
             typer.echo("serving; Ctrl-C stops the service and the worker")
             while thread.is_alive():
@@ -174,6 +179,16 @@ def demo(
         thread.join(10)
         if worker is not None:
             worker.stop()
+
+
+def _auto_cycle_line(status: dict) -> str:
+    if not status["enabled"]:
+        return "the next cycle starts when an admin starts it (auto cycle is off)"
+    rules = [f"{status['after_labeled']} regions are labeled"] if status["after_labeled"] else []
+    if status["when_queue_below"]:
+        rules.append("the queue is empty" if status["when_queue_below"] == 1
+                     else f"fewer than {status['when_queue_below']} regions wait")
+    return f"the next cycle starts by itself once {' or '.join(rules)} (see the dashboard)"
 
 
 def _duration(c: dict) -> float:

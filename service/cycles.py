@@ -6,6 +6,7 @@ always finds the row). The cycle row, not Celery's result backend, is the source
 claim it atomically, heartbeat into it, and write their results under a compare-and-set on it.
 """
 
+import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from service.models import Cycle, Project, utcnow
 from service.settings import Settings
 
+log = logging.getLogger(__name__)
 RUN_CYCLE_TASK = "worker.tasks.run_cycle"
 ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "cancelled")
@@ -81,17 +83,19 @@ def active_cycle(session: Session, project_id: int) -> Cycle | None:
                           .order_by(Cycle.id.desc()).limit(1))
 
 
-def create_cycle(session: Session, project: Project) -> Cycle:
+def create_cycle(session: Session, project: Project, trigger: str = "manual") -> Cycle:
     """Add and commit the project's next cycle (queued). The caller then sends it with send_run_cycle.
 
-    Two requests racing past the active check both pick the same number; the unique (project, number)
-    constraint lets only one commit, so at most one cycle per project is ever queued or running.
+    At most one cycle per project is ever queued or running, without a lock: the highest number is
+    read before the active check, so a racer that commits in between either shows up in that check or
+    took the same number, and the unique (project, number) constraint lets only one of them commit.
     """
+    last = session.scalar(select(func.max(Cycle.number)).where(Cycle.project_id == project.id)) or 0
     active = active_cycle(session, project.id)
     if active is not None:
         raise CycleConflict(f"cycle {active.number} (id {active.id}) of this project is {active.status}")
-    number = (session.scalar(select(func.max(Cycle.number)).where(Cycle.project_id == project.id)) or 0) + 1
-    cycle = Cycle(project_id=project.id, number=number, status="queued", heartbeat_at=utcnow())
+    cycle = Cycle(project_id=project.id, number=last + 1, status="queued", trigger=trigger,
+                  heartbeat_at=utcnow())
     session.add(cycle)
     try:
         session.commit()
@@ -99,6 +103,21 @@ def create_cycle(session: Session, project: Project) -> Cycle:
         session.rollback()
         raise CycleConflict("another cycle of this project was started at the same time") from exc
     return cycle
+
+
+def dispatch_cycle(session: Session, settings: Settings, cycle: Cycle) -> str | None:
+    """Send a committed cycle to the workers; when the broker cannot take it, fail the cycle (so that
+    it does not wait forever as queued) and return why."""
+    try:
+        send_run_cycle(settings, cycle.id)
+    except Exception as exc:
+        log.exception("could not send cycle %s to the broker", cycle.id)
+        error = f"could not reach the broker: {exc}"
+        session.execute(update(Cycle).where(Cycle.id == cycle.id, Cycle.status == "queued").values(
+            status="failed", finished_at=utcnow(), error=error))
+        session.commit()
+        return error
+    return None
 
 
 def request_cancel(session: Session, cycle: Cycle) -> Cycle:

@@ -73,6 +73,7 @@ class Project(Base):
     training: Mapped[dict[str, Any]] = mapped_column(JSON)  # TrainConfig overrides + acquisition
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    auto_cycle: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # AutoCycleSettings; None = off
 
     images: Mapped[list["Image"]] = relationship(back_populates="project", cascade="all, delete-orphan",
                                                  passive_deletes=True)
@@ -108,6 +109,8 @@ class Cycle(Base):
     number: Mapped[int] = mapped_column(Integer)
     # queued running succeeded failed cancelled
     status: Mapped[str] = mapped_column(String(20), default="queued")
+    # manual (an admin asked for it) | auto (the project's auto_cycle rule started it)
+    trigger: Mapped[str] = mapped_column(String(10), default="manual", server_default="manual")
     phase: Mapped[str | None] = mapped_column(String(40))
     step: Mapped[int] = mapped_column(Integer, default=0)
     total: Mapped[int] = mapped_column(Integer, default=0)
@@ -185,6 +188,8 @@ class Annotation(Base):
     __tablename__ = "annotation"
     __table_args__ = (
         UniqueConstraint("token_id", "idempotency_key"),
+        # The auto-cycle rule counts the labels submitted since the last cycle after every submit.
+        Index("ix_annotation_created", "created_at"),
         Index("ix_annotation_image", "image_id", "created_at"),
     )
 

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.annotations import submit_annotation
+from service.auto_cycle import maybe_start_auto_cycle
 from service.masks import encode_mask_png
 from service.models import Image, Project, Region, Token
 from service.queue import lease_next
@@ -83,4 +84,6 @@ def run_oracle(session: Session, settings, project_id: int, limit: int | None = 
         labeled += 1
         if progress is not None:
             progress(labeled, max(total, labeled))
+    if labeled:  # one check for the batch, as if its labels had come in at once
+        maybe_start_auto_cycle(session, settings, project_id=project_id)
     return OracleResult(project_id, labeled, queued_count(session, project_id))

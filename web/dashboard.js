@@ -2,6 +2,7 @@
 // latest cycle, queue statistics, and (for admins) starting a cycle and downloading the labels.
 
 import { api, apiFetch, clear, el, formatPercent, formatSeconds, requireToken } from "./common.js";
+import { refreshAutoCycle } from "./dashboard_auto.js";
 import { drawCurve } from "./chart.js";
 
 const $ = (id) => document.getElementById(id);
@@ -23,7 +24,7 @@ function progressCell(c) {
 function cycleRow(c) {
   const m = c.metrics || {};
   const tr = el("tr", { "data-cycle": c.id, "data-status": c.status },
-    el("td", {}, String(c.number)),
+    el("td", {}, String(c.number), c.trigger === "auto" ? el("span", { class: "small", title: "started by the auto-cycle rule" }, " auto") : ""),
     el("td", {}, el("span", { class: `status status-${c.status}` }, c.status),
        c.cancel_requested && c.status === "running" ? " (cancelling)" : ""),
     el("td", {}, c.phase || ""),
@@ -90,6 +91,7 @@ async function refresh() {
     renderQueue(stats);
     busy = cycles.some((c) => c.status === "running" || c.status === "queued");
     $("start-cycle").disabled = busy;
+    refreshAutoCycle(id);
     message("");
   } catch (err) {
     message(`Could not refresh: ${err.message}`, "error");

@@ -6,6 +6,7 @@ from fastapi import APIRouter, File, Header, Request, Response, UploadFile, stat
 
 from service.annotations import submit
 from service.auth import CurrentToken, SessionDep
+from service.auto_cycle import maybe_start_auto_cycle
 from service.queue import QueueError, release, renew, skip
 from service.routes.queue import NowDep, http_error
 from service.schemas.common import LeaseId
@@ -37,10 +38,13 @@ def release_lease(lease_id: LeaseId, session: SessionDep, token: CurrentToken, n
 def skip_lease(lease_id: LeaseId, body: SkipRequest, request: Request, session: SessionDep,
                token: CurrentToken, now: NowDep) -> LeaseState:
     """Give the region back and never get it again; it leaves the queue after enough skips."""
+    settings = request.app.state.settings
     try:
-        return skip(session, request.app.state.settings, lease_id, token, body.reason.strip() or "-", now)
+        lease = skip(session, settings, lease_id, token, body.reason.strip() or "-", now)
     except QueueError as exc:
         raise http_error(exc) from exc
+    maybe_start_auto_cycle(session, settings, region_id=lease.region_id, now=now)
+    return lease
 
 
 @router.post("/{lease_id}/annotation", status_code=status.HTTP_201_CREATED, response_model=AnnotationPublic)
@@ -58,6 +62,8 @@ def submit_mask(lease_id: LeaseId, request: Request, response: Response, session
         raise http_error(exc) from exc
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    else:
+        maybe_start_auto_cycle(session, settings, region_id=ann.region_id, now=now)
     out = AnnotationPublic.model_validate(ann)
     out.replayed = replayed
     return out

@@ -6,10 +6,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.auth import AdminToken, CurrentToken, SessionDep
+from service.auto_cycle import rule_of, state_of
 from service.models import Cycle, Image, Project, Token
 from service.routes.deps import project_or_404
 from service.schemas.common import ProjectId
 from service.schemas.project import (
+    AutoCycleSettings,
+    AutoCycleStatus,
     ProjectCreate,
     ProjectPublic,
     ProjectUpdate,
@@ -51,6 +54,7 @@ def create_project(body: ProjectCreate, session: SessionDep, _: AdminToken) -> P
                       region=body.region.model_dump(), ignore_index=body.ignore_index,
                       training=body.training.model_dump())
     session.add(project)
+    project.auto_cycle = body.auto_cycle.model_dump()
     _commit_or_409(session, name)
     return _public(session, project)
 
@@ -91,20 +95,26 @@ def update_project(project_id: ProjectId, body: ProjectUpdate, session: SessionD
         project.classes = [c.model_dump() for c in body.classes]
     if body.region is not None:
         project.region = body.region.model_dump()
+    if body.auto_cycle is not None:
+        try:
+            auto = AutoCycleSettings.model_validate({**(project.auto_cycle or {}), **body.auto_cycle})
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _errors(exc, "auto_cycle")) from exc
+        project.auto_cycle = auto.model_dump()
     if body.training is not None:
         try:
             merged = TrainingSettings.model_validate({**project.training, **body.training})
         except ValueError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _errors(exc)) from exc
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _errors(exc, "training")) from exc
         project.training = merged.model_dump()
     _commit_or_409(session, project.name)
     return _public(session, project)
 
 
-def _errors(exc: ValueError) -> list | str:
+def _errors(exc: ValueError, field: str) -> list | str:
     errors = getattr(exc, "errors", None)
     if callable(errors):
-        return [{"loc": ["body", "training", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+        return [{"loc": ["body", field, *e["loc"]], "msg": e["msg"], "type": e["type"]}
                 for e in errors()]
     return str(exc)
 
@@ -127,3 +137,15 @@ def delete_project(project_id: ProjectId, session: SessionDep, storage: StorageD
     # Files go after the commit: a crash in between leaves orphan files, never rows without files.
     storage.delete_project(project_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{project_id}/auto-cycle", response_model=AutoCycleStatus)
+def auto_cycle_status(project_id: ProjectId, session: SessionDep, token: CurrentToken) -> AutoCycleStatus:
+    """The project's auto-cycle rule (set with PATCH, `auto_cycle`) and its progress: labels since the
+    latest cycle started, regions waiting, whether a cycle is queued or running."""
+    project = project_or_404(session, project_id, token)
+    state = state_of(session, project.id, rule_of(project.auto_cycle))
+    last = state.last_cycle
+    return AutoCycleStatus(project_id=project.id, **state.rule.model_dump(),
+                           last_cycle=last.number if last else None, active=state.active,
+                           labeled_since=state.labeled_since, waiting=state.waiting)

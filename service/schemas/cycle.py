@@ -15,6 +15,7 @@ class CyclePublic(BaseModel):
     project_id: int
     number: int
     status: str = Field(description="queued | running | succeeded | failed | cancelled")
+    trigger: str = Field(description="manual (an admin started it) | auto (the project's auto_cycle rule)")
     phase: str | None = Field(None, description="load | train | score | evaluate | write, while running")
     step: int
     total: int
@@ -56,3 +57,4 @@ class OracleResult(BaseModel):
     project_id: int
     labeled: int
     remaining: int
+

@@ -1,9 +1,9 @@
 """Project schemas: classes, region settings, training settings (defaults from DESIGN §1)."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from service.masks import IGNORE
 from service.schemas.common import INT32_MAX, InputModel
@@ -33,6 +33,38 @@ def check_classes(classes: list[ClassDef]) -> list[ClassDef]:
     if len(set(names)) != len(names):
         raise ValueError("duplicate class names")
     return sorted(classes, key=lambda c: c.id)
+
+
+class AutoCycleSettings(InputModel):
+    """Start the next cycle without an admin: checked after every submit and skip, never while a
+    cycle is queued or running. Either rule suffices; 0 turns a rule off."""
+
+    enabled: bool = Field(False, strict=True)
+    after_labeled: int = Field(0, ge=0, le=1_000_000, strict=True, description=(
+        "Start once this many labels were submitted since the last cycle started; 0 = off."))
+    when_queue_below: int = Field(1, ge=0, le=1_000_000, strict=True, description=(
+        "Start once fewer regions than this wait in the queue (1: when it is empty); 0 = off."))
+
+    @model_validator(mode="after")
+    def _some_rule(self) -> "AutoCycleSettings":
+        if self.enabled and not (self.after_labeled or self.when_queue_below):
+            raise ValueError("enabled with both after_labeled and when_queue_below at 0 would never start "
+                             "a cycle")
+        return self
+
+
+class AutoCycleStatus(BaseModel):
+    """A project's auto-cycle rule and where it stands: what the dashboard shows."""
+
+    project_id: int
+    enabled: bool
+    after_labeled: int = Field(description="0: the rule is off")
+    when_queue_below: int = Field(description="0: the rule is off")
+    last_cycle: int | None = Field(description="Number of the latest cycle; labels are counted since it "
+                                               "started")
+    active: bool = Field(description="A cycle is queued or running: no other starts until it ends")
+    labeled_since: int = Field(description="Labels submitted since the latest cycle started")
+    waiting: int = Field(description="Regions waiting to be leased")
 
 
 class RegionSettings(InputModel):
@@ -74,6 +106,7 @@ class ProjectCreate(InputModel):
     classes: list[ClassDef]
     region: RegionSettings = Field(default_factory=RegionSettings)
     ignore_index: Literal[255] = IGNORE
+    auto_cycle: AutoCycleSettings = Field(default_factory=AutoCycleSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
 
     @field_validator("classes")
@@ -89,6 +122,7 @@ class ProjectUpdate(InputModel):
     name: str | None = Field(None, min_length=1, max_length=200, pattern=r"\S")
     classes: list[ClassDef] | None = None
     region: RegionSettings | None = None
+    auto_cycle: dict | None = Field(None, description="Merged into the current auto-cycle settings.")
     training: dict | None = None
 
     @field_validator("classes")
@@ -105,6 +139,9 @@ class ProjectPublic(BaseModel):
     classes: list[ClassDef]
     region: RegionSettings
     ignore_index: int
+    # Projects made before the setting existed have none stored: off.
+    auto_cycle: Annotated[AutoCycleSettings, BeforeValidator(lambda v: {} if v is None else v)] = Field(
+        default_factory=AutoCycleSettings)
     training: TrainingSettings
     created_at: datetime
     updated_at: datetime

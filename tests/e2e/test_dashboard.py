@@ -1,11 +1,11 @@
 """The project list and the dashboard in a real Chromium: a running cycle's live progress, the mIoU
-curve, per-class IoU, queue statistics, and the admin's start-cycle button."""
+curve, per-class IoU, queue statistics, the auto-cycle rule, and the admin's start-cycle button."""
 
 import pytest
 from playwright.sync_api import expect
 
 from service.db import session_factory
-from service.models import Cycle
+from service.models import Cycle, Project
 from tests.e2e.conftest import enter_token, screenshot
 from tests.service.queue_helpers import seed_queue, token_row
 
@@ -25,8 +25,10 @@ def seed_cycles(settings):
             else:
                 s.add(Cycle(project_id=seeded.project_id, number=number, status="succeeded", metrics=metrics))
         running = Cycle(project_id=seeded.project_id, number=4, status="running", phase="train", step=120,
-                        total=400, loss=0.4321, eta_seconds=95)
+                        total=400, loss=0.4321, eta_seconds=95, trigger="auto")
         s.add(running)
+        s.get(Project, seeded.project_id).auto_cycle = {"enabled": True, "after_labeled": 20,
+                                                        "when_queue_below": 1}
         s.commit()
         admin, _ = token_row(s, "boss", "admin")
         return seeded, admin, running.id
@@ -67,6 +69,11 @@ def test_dashboard_shows_progress_curve_and_stats(live_url, settings, page):
     expect(page.locator("[data-stat=queued] strong")).to_have_text("4")
     expect(page.locator("#start-cycle")).to_be_visible()
     expect(page.locator("#start-cycle")).to_be_disabled()  # one is running
+    expect(row.locator("td").first).to_have_text("4 auto")  # started by the auto-cycle rule
+    auto = page.locator("#auto-cycle")
+    expect(auto).to_contain_text("Auto cycle: on — 0/20 labeled since cycle 4")
+    expect(auto).to_contain_text("4 waiting in the queue (starts below 1)")
+    expect(auto).to_contain_text("cycle 4 is active")
     screenshot(page, "dashboard")
     assert page.errors == []
 

@@ -1,7 +1,7 @@
 """token.projects: the project ids an annotator token may use (NULL = every project)
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005_auto_cycle
 Create Date: 2026-11-29 00:40:00
 
 """
@@ -11,8 +11,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision: str = '0005'
-down_revision: Union[str, Sequence[str], None] = '0004'
+revision: str = '0006'
+down_revision: Union[str, Sequence[str], None] = '0005_auto_cycle'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
