@@ -1,11 +1,11 @@
 """Projects: create, list, read, update, delete. Writing needs an admin token; reading any token."""
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.auth import AdminToken, CurrentToken, SessionDep
+from service.auth import AdminToken, CurrentToken, SessionDep, token_cache
 from service.auto_cycle import rule_of, state_of
 from service.models import Cycle, Image, Project, Token
 from service.routes.deps import project_or_404
@@ -120,7 +120,7 @@ def _errors(exc: ValueError, field: str) -> list | str:
 
 
 @router.delete("/{project_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_project(project_id: ProjectId, session: SessionDep, storage: StorageDep,
+def delete_project(project_id: ProjectId, request: Request, session: SessionDep, storage: StorageDep,
                    _: AdminToken) -> Response:
     """Delete the project, its rows (database cascades) and then its files."""
     project = project_or_404(session, project_id)
@@ -133,6 +133,7 @@ def delete_project(project_id: ProjectId, session: SessionDep, storage: StorageD
     for scoped in session.scalars(select(Token).where(Token.projects.is_not(None))):
         if project_id in scoped.projects:  # a reused id (SQLite) must not inherit the old scope
             scoped.projects = [p for p in scoped.projects if p != project_id]
+            token_cache(request).forget(scoped.id)
     session.commit()
     # Files go after the commit: a crash in between leaves orphan files, never rows without files.
     storage.delete_project(project_id)
