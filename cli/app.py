@@ -5,10 +5,10 @@ No group imports torch at module level, so `s4al --help` and the service command
 
 import typer
 
-from cli import cycles, data, datasets, demo, server, simulate, tokens
+from cli import cycles, data, datasets, demo, model, server, simulate, tokens
 
 app = typer.Typer(help="s4al: active semi-supervised labeling for semantic segmentation.",
                   no_args_is_help=True)
 
-for group in (server, tokens, datasets, cycles, demo, simulate, data):
+for group in (server, tokens, datasets, cycles, model, demo, simulate, data):
     group.register(app)

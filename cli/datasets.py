@@ -41,18 +41,76 @@ def import_cmd(
     typer.echo(json.dumps(summary))
 
 
+class ExportFormat(StrEnum):
+    dataset = "dataset"
+    coco = "coco"
+
+
+class FillMode(StrEnum):
+    none = "none"
+    model = "model"
+
+
 def export(project: str = typer.Argument(..., help="Project name or id."),
-           out_dir: Path = typer.Argument(..., help="Folder to create (must be empty or absent).")) -> None:
-    """Export a project in the dataset folder layout (classes.json, images/, masks/, splits/)."""
-    from service.export import export_entries, write_folder
+           out_dir: Path = typer.Argument(..., help="Folder to create (must be empty or absent)."),
+           format: Annotated[ExportFormat, typer.Option(help="dataset: the folder layout s4al imports; "
+                                                              "coco: COCO JSON with RLE masks.")]
+           = ExportFormat.dataset,
+           fill: Annotated[FillMode, typer.Option(help="model: fill unlabeled pixels with a cycle's "
+                                                       "confident predictions.")] = FillMode.none,
+           cycle: Annotated[int | None, typer.Option(help="--fill model: the cycle id (default: the "
+                                                          "project's best by val mIoU).")] = None,
+           min_confidence: Annotated[float, typer.Option(help="--fill model: lowest confidence kept, "
+                                                              "in (0, 1].")] = 0.9) -> None:
+    """Export a project in the dataset folder layout (classes.json, images/, masks/, splits/) or as
+    COCO JSON with RLE masks; with --fill model also sources/ (0 unlabeled, 1 human, 2 model) and
+    report.json."""
+    from service.export import EXPORT_FORMATS, write_folder
+    from service.fill import BadThreshold, Fill, check_threshold
     from service.storage import storage_for
 
     settings = common.settings()
+    storage = storage_for(settings)
     with common.session(settings) as session:
         row = common.find_project(session, project)
+        spec = None
         try:
-            n = write_folder(export_entries(session, storage_for(settings), row), out_dir)
-        except FileExistsError as exc:
+            if fill == FillMode.model:
+                threshold = check_threshold(min_confidence)
+                spec = Fill(_fill_cycle(session, storage, settings, row, cycle), threshold)
+            n = write_folder(EXPORT_FORMATS[format.value](session, storage, row, spec), out_dir)
+        except (FileExistsError, BadThreshold) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
     typer.echo(f"exported project {row.name!r}: {n} files into {out_dir}")
+    if spec is not None:
+        shares = spec.report()["shares"]
+        typer.echo(f"filled with cycle {spec.cycle.number} (id {spec.cycle.id}) at confidence >= "
+                   f"{spec.min_confidence}: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
+
+
+def _fill_cycle(session, storage, settings, project, cycle_id: int | None):
+    """The cycle to fill with, its predictions of every image computed here first when missing."""
+    from service.model_files import NoModel, best_cycle, missing_predictions, require_model
+    from service.models import Cycle
+
+    cycle = best_cycle(session, project.id) if cycle_id is None else session.get(Cycle, cycle_id)
+    try:
+        if cycle is None or cycle.project_id != project.id:
+            raise NoModel(f"project {project.name!r} has no cycle with a model yet" if cycle_id is None
+                          else f"no cycle {cycle_id} in project {project.name!r}")
+        require_model(cycle)
+    except NoModel as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    missing = missing_predictions(session, storage, cycle)
+    if missing:
+        from worker.model_io import predict_cycle_images
+
+        typer.echo(f"predicting {len(missing)} images with cycle {cycle.number} ...")
+        done = predict_cycle_images(session, storage, cycle.id, missing, device=settings.device)
+        if done["failed"]:
+            typer.echo(f"error: {len(done['failed'])} images could not be read: {done['failed'][:3]}",
+                       err=True)
+            raise typer.Exit(1)
+    return cycle

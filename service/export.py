@@ -7,6 +7,9 @@
     splits/train.txt        stems, one a line; splits/val.txt likewise when the project has a val split
     tags.json               {stem: [class ids]}: image-level tags (newest per image), only when some exist
 
+With a fill (service/fill.py) every image gets a mask: human labels as they are, other pixels from a
+cycle's confident predictions; plus sources/<stem>.png (0 unlabeled, 1 human, 2 model) and report.json.
+
 The same layout is what `s4al import` reads, so an export can be imported as initial labels. Ground-truth
 masks kept for simulation (oracle) are never exported.
 """
@@ -16,28 +19,50 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.coco import CocoWriter
+from service.fill import Fill
 from service.labels import assemble_labels
-from service.masks import encode_mask_png
+from service.masks import IGNORE, encode_mask_png
 from service.models import Annotation, Image, Project
 from service.storage import Storage
 from service.tags import tags_by_stem
 
 
-def export_entries(session: Session, storage: Storage, project: Project) -> Iterator[tuple[str, bytes]]:
-    """(relative path, bytes) of every file of the export, one at a time (memory: one image)."""
-    yield "classes.json", (json.dumps(project.classes, indent=2) + "\n").encode()
+def _masks(session: Session, storage: Storage, project: Project,
+           fill: Fill | None) -> Iterator[tuple[Image, np.ndarray | None, bytes | None]]:
+    """(image, its export mask or None when it has no label, its sources PNG with a fill), one by one."""
     labeled = set(session.scalars(select(Annotation.image_id).join(Image, Image.id == Annotation.image_id)
                                   .where(Image.project_id == project.id).distinct()))
-    images = list(session.scalars(select(Image).where(Image.project_id == project.id).order_by(Image.id)))
+    for image in session.scalars(select(Image).where(Image.project_id == project.id).order_by(Image.id)):
+        if fill is not None:
+            human = assemble_labels(session, storage, image) if image.id in labeled else \
+                np.full((image.height, image.width), IGNORE, np.uint8)
+            yield image, *fill.apply(storage, image, human)
+        elif image.id in labeled:
+            yield image, assemble_labels(session, storage, image), None
+        else:
+            yield image, None, None
+
+
+def image_entry(storage: Storage, image: Image) -> tuple[str, bytes]:
+    return f"images/{image.stem}{PurePosixPath(image.path).suffix or '.png'}", storage.read_bytes(image.path)
+
+
+def export_entries(session: Session, storage: Storage, project: Project,
+                   fill: Fill | None = None) -> Iterator[tuple[str, bytes]]:
+    """(relative path, bytes) of every file of the export, one at a time (memory: one image)."""
+    yield "classes.json", (json.dumps(project.classes, indent=2) + "\n").encode()
     splits: dict[str, list[str]] = {}
-    for image in images:
-        ext = PurePosixPath(image.path).suffix or ".png"
-        yield f"images/{image.stem}{ext}", storage.read_bytes(image.path)
-        if image.id in labeled:
-            yield f"masks/{image.stem}.png", encode_mask_png(assemble_labels(session, storage, image))
+    for image, mask, sources_png in _masks(session, storage, project, fill):
+        yield image_entry(storage, image)
+        if mask is not None:
+            yield f"masks/{image.stem}.png", encode_mask_png(mask)
+        if sources_png is not None:
+            yield f"sources/{image.stem}.png", sources_png
         splits.setdefault(image.split, []).append(image.stem)
     for split in sorted(splits):
         yield f"splits/{split}.txt", ("\n".join(splits[split]) + "\n").encode()
@@ -46,6 +71,26 @@ def export_entries(session: Session, storage: Storage, project: Project) -> Iter
     if tags:
         yield "tags.json", (json.dumps(tags, indent=2) + "\n").encode()
     # --- end tags ---
+    if fill is not None:
+        yield "report.json", (json.dumps(fill.report(), indent=2) + "\n").encode()
+
+
+def coco_entries(session: Session, storage: Storage, project: Project,
+                 fill: Fill | None = None) -> Iterator[tuple[str, bytes]]:
+    """The COCO-style export (service/coco.py): images/ as they are, annotations.json with one RLE mask
+    per class present in each image (255 pixels belong to none); with a fill, also sources/, report.json."""
+    coco = CocoWriter(project.classes)
+    for image, mask, sources_png in _masks(session, storage, project, fill):
+        yield image_entry(storage, image)
+        coco.add(image, mask)
+        if sources_png is not None:
+            yield f"sources/{image.stem}.png", sources_png
+    yield "annotations.json", json.dumps(coco.document()).encode()
+    if fill is not None:
+        yield "report.json", (json.dumps(fill.report(), indent=2) + "\n").encode()
+
+
+EXPORT_FORMATS = {"dataset": export_entries, "coco": coco_entries}
 
 
 class _Sink:

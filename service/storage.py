@@ -47,6 +47,20 @@ def checkpoint_key(project_id: int, cycle_number: int) -> str:
     return f"{project_prefix(project_id)}/checkpoints/cycle-{int(cycle_number):04d}.pt"
 
 
+MODEL_EXTENSIONS = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
+
+
+def model_export_key(project_id: int, cycle_number: int, fmt: str) -> str:
+    """A cycle's exported teacher, beside its checkpoint; its sidecar is this key + ".json"."""
+    return f"{project_prefix(project_id)}/checkpoints/cycle-{int(cycle_number):04d}{MODEL_EXTENSIONS[fmt]}"
+
+
+def prediction_keys(project_id: int, cycle_id: int, image_id: int) -> tuple[str, str]:
+    """A cycle's prediction of one image: class ids (8-bit PNG) and max softmax (16-bit PNG, p × 65535)."""
+    base = f"{project_prefix(project_id)}/predictions/cycle-{int(cycle_id)}/{int(image_id)}"
+    return f"{base}.png", f"{base}.conf.png"
+
+
 def prelabel_key(project_id: int, cycle_id: int, index: int) -> str:
     """Fixed by the cycle and the region's rank: a re-run of a crashed attempt overwrites, never piles up."""
     return f"{project_prefix(project_id)}/prelabels/cycle-{int(cycle_id)}/{int(index)}.png"

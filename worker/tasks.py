@@ -20,3 +20,31 @@ def run_cycle(cycle_id: int) -> str:
 def reap_stale_cycles() -> list:
     """The reaper as a task, for `celery call`; workers already run it on their timer (celery_app)."""
     return reap_once()
+
+
+@app.task(name="worker.tasks.export_model")
+def export_model(cycle_id: int, fmt: str) -> str:
+    """Write the cycle's teacher as `fmt` (and its sidecar) beside its checkpoint, where the API serves it."""
+    from service.db import session_factory
+    from service.settings import get_settings
+    from service.storage import storage_for
+    from worker.model_io import export_cycle_model
+
+    settings = get_settings()
+    with session_factory(settings.sqlalchemy_url)() as session:
+        return str(export_cycle_model(session, storage_for(settings), int(cycle_id), fmt, reuse=True))
+
+
+@app.task(name="worker.tasks.predict_images")
+def predict_images(cycle_id: int, image_ids: list[int] | None = None) -> dict:
+    """Write the cycle's prediction of the given images (default all of its project's), for fill exports
+    and pre-labels."""
+    from service.db import session_factory
+    from service.settings import get_settings
+    from service.storage import storage_for
+    from worker.model_io import predict_cycle_images
+
+    settings = get_settings()
+    with session_factory(settings.sqlalchemy_url)() as session:
+        return predict_cycle_images(session, storage_for(settings), int(cycle_id), image_ids,
+                                    device=settings.device, only_missing=True)

@@ -7,6 +7,7 @@ from sqlalchemy import update
 
 from service.auth import AdminToken, CurrentToken, SessionDep
 from service.cycles import CycleConflict, create_cycle, project_cycles, request_cancel, send_run_cycle
+from service.model_files import best_cycle
 from service.models import Cycle, utcnow
 from service.routes.deps import cycle_or_404, project_or_404
 from service.schemas.common import CycleId, ProjectId
@@ -75,4 +76,6 @@ def project_metrics(project_id: ProjectId, session: SessionDep, token: CurrentTo
                                    labeled_fraction=m.get("labeled_fraction"), miou=m.get("miou"),
                                    per_class_iou=m.get("per_class_iou")))
     names = [c["name"] for c in sorted(project.classes, key=lambda c: c["id"])]
-    return ProjectMetrics(project_id=project.id, class_names=names, cycles=points)
+    best = best_cycle(session, project_id)
+    return ProjectMetrics(project_id=project.id, class_names=names, cycles=points,
+                          best_cycle_id=best.id if best else None)

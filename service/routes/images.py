@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from service.auth import AdminToken, CurrentToken, SessionDep
 from service.imaging import ImageError, probe
 from service.importer import ImportFailed, import_dataset
+from service.model_files import prelabel_new_images
 from service.models import Image, Project
 from service.routes.deps import image_or_404, project_or_404
 from service.schemas.common import ImageId, Offset, ProjectId
@@ -104,8 +105,10 @@ def upload_images(
             results.append(UploadResult(filename=name, status=exc.status, error=exc.message))
             continue
         results.append(UploadResult(filename=name, status=201, image=ImagePublic.model_validate(image)))
-    body = UploadResponse(created=sum(r.status == 201 for r in results),
-                          failed=sum(r.status != 201 for r in results), results=results)
+    created = [r.image.id for r in results if r.image is not None]
+    cycle = prelabel_new_images(settings, session, project.id, created)
+    body = UploadResponse(created=len(created), failed=sum(r.status != 201 for r in results), results=results,
+                          prelabel_cycle_id=cycle.id if cycle else None)
     return JSONResponse(body.model_dump(mode="json"), status_code=_overall_status(results))
 
 

@@ -46,6 +46,8 @@ class ProjectMetrics(BaseModel):
     project_id: int
     class_names: list[str]
     cycles: list[MetricsPoint]
+    best_cycle_id: int | None = Field(None, description="the succeeded cycle with a model and the highest "
+                                                        "val mIoU: the one to export")
 
 
 class OracleRequest(InputModel):

@@ -38,6 +38,9 @@ class UploadResult(BaseModel):
 class UploadResponse(BaseModel):
     created: int
     failed: int
+    prelabel_cycle_id: int | None = Field(None, description="the cycle whose model a worker was asked to "
+                                                            "pre-label the new images with (none before "
+                                                            "the first trained cycle)")
     results: list[UploadResult]
 
 
