@@ -43,7 +43,9 @@ sys.path.insert(0, str(REPO))
 
 from service.auth import create_token  # noqa: E402
 from service.db import session_factory  # noqa: E402
+from service.masks import encode_mask_png  # noqa: E402
 from service.migrate import upgrade_to_head  # noqa: E402
+from service.storage import Storage, mask_key  # noqa: E402
 
 REGION = 32
 PER_IMAGE = 100  # a 10×10 grid of 32 px cells on a 320×320 image
@@ -54,7 +56,8 @@ def schema_url(base: str, schema: str) -> str:
         hide_password=False)
 
 
-def seed(url: str, regions: int, annotators: int) -> tuple[int, list[str]]:
+def seed(url: str, regions: int, annotators: int, quality: dict | None = None, gold: int = 0,
+         data_dir: Path | None = None) -> tuple[int, list[str]]:
     t0 = time.perf_counter()
     upgrade_to_head(url)
     engine = create_engine(url)
@@ -81,6 +84,11 @@ def seed(url: str, regions: int, annotators: int) -> tuple[int, list[str]]:
             "SELECT :p, :first + g / :per, :c, 'grid', (g % 10) * 32, ((g % :per) / 10) * 32, 32, 32, -1, "
             "random(), 'queued', now() FROM generate_series(0, :n - 1) g"),
             {"p": pid, "c": cid, "first": first, "per": PER_IMAGE, "n": regions})
+        if quality:
+            conn.execute(text("UPDATE project SET quality = :q WHERE id = :p"),
+                         {"q": json.dumps(quality), "p": pid})
+        if gold:
+            make_gold(conn, pid, gold, data_dir)
         conn.execute(text("ANALYZE"))
     engine.dispose()
     # Flush the bulk load to disk now, so that its checkpoint does not land in the middle of the run.
@@ -91,6 +99,20 @@ def seed(url: str, regions: int, annotators: int) -> tuple[int, list[str]]:
     print(f"seeded {regions} regions on {images} images, {annotators} tokens "
           f"in {time.perf_counter() - t0:.1f} s")
     return pid, tokens
+
+
+def make_gold(conn, pid: int, n: int, data_dir: Path) -> None:
+    """The first `n` regions become gold regions, each with its answer file (submissions score against it)."""
+    ids = conn.execute(text("SELECT id FROM region WHERE project_id = :p ORDER BY id LIMIT :n"),
+                       {"p": pid, "n": n}).scalars().all()
+    storage = Storage(data_dir / "storage")
+    answer = encode_mask_png(np.random.default_rng(1).integers(0, 4, (REGION, REGION)).astype(np.uint8))
+    for rid in ids:
+        storage.write_bytes(mask_key(pid, f"gold-{rid}"), answer)
+    conn.execute(text("UPDATE region SET status = 'gold', "
+                      "gold_mask_path = 'projects/' || :p || '/masks/gold-' || id || '.png' "
+                      "WHERE id = ANY(:ids)"),
+                 {"p": pid, "ids": list(ids)})
 
 
 def calibrate(url: str) -> dict:
@@ -159,6 +181,7 @@ class Run:
         self.lease_ms: list[float] = []
         self.submit_ms: list[float] = []
         self.leased: dict[int, int] = {}  # region id → how many times it was handed out
+        self.leased_by: dict[tuple[int, str], int] = {}  # (region id, token) → times
         self.acked: dict[int, int] = {}  # annotation id → region id, for every 2xx submit
         self.errors: list[str] = []
         self.empty = 0
@@ -205,6 +228,7 @@ async def annotator(client: aiohttp.ClientSession, base: str, pid: int, token: s
         lease = json.loads(body)
         rid = lease["region"]["id"]
         run.leased[rid] = run.leased.get(rid, 0) + 1
+        run.leased_by[(rid, token)] = run.leased_by.get((rid, token), 0) + 1
         if think:  # painting; one still painting at the end stops there (else all would submit at once)
             pause = rng.expovariate(1 / think)
             if time.perf_counter() + pause > deadline:
@@ -230,13 +254,20 @@ def verify(url: str, data_dir: Path, run: Run) -> dict:
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT id, region_id, mask_path FROM annotation")).all()
         labeled = conn.execute(text("SELECT count(*) FROM region WHERE status = 'labeled'")).scalar_one()
+        gold = set(conn.execute(text("SELECT id FROM region WHERE status = 'gold'")).scalars())
+        states = dict(conn.execute(text(
+            "SELECT coalesce(review_state, case when gold_miou is not null then 'gold' else 'none' end), "
+            "count(*) FROM annotation GROUP BY 1")).all())
     engine.dispose()
     stored = {r.id: (r.region_id, r.mask_path) for r in rows}
     storage = data_dir / "storage"
     lost = [a for a, rid in run.acked.items()
             if a not in stored or stored[a][0] != rid or not (storage / stored[a][1]).is_file()]
     return {"annotations_in_db": len(stored), "regions_labeled": labeled, "lost_submissions": len(lost),
-            "double_leases": sum(n - 1 for n in run.leased.values() if n > 1),
+            # A gold region goes to many annotators by design, but to each of them once.
+            "double_leases": sum(n - 1 for rid, n in run.leased.items() if n > 1 and rid not in gold)
+            + sum(n - 1 for (rid, _), n in run.leased_by.items() if n > 1 and rid in gold),
+            "annotations_by_state": states,
             "unacknowledged_rows": len(set(stored) - set(run.acked))}
 
 
@@ -287,6 +318,10 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, default=Path("/tmp") / f"s4al-bench-{uuid.uuid4().hex[:8]}")
     ap.add_argument("--out", type=Path, default=REPO / "results" / "queue_load.json")
     ap.add_argument("--keep", action="store_true", help="keep the schema and data dir afterwards")
+    ap.add_argument("--review", choices=["none", "sample", "all"], default="none")
+    ap.add_argument("--review-rate", type=float, default=0.1)
+    ap.add_argument("--gold-rate", type=float, default=0.0, help="share of leases that try a gold region")
+    ap.add_argument("--gold", type=int, default=0, help="regions made gold before the run")
     args = ap.parse_args()
 
     schema = f"bench_{uuid.uuid4().hex[:10]}"
@@ -297,7 +332,8 @@ def main() -> None:
     args.data_dir.mkdir(parents=True, exist_ok=True)
     server = None
     try:
-        pid, tokens = seed(url, args.regions, args.annotators)
+        quality = {"review": args.review, "review_rate": args.review_rate, "gold_rate": args.gold_rate}
+        pid, tokens = seed(url, args.regions, args.annotators, quality, args.gold, args.data_dir)
         machine = calibrate(url)
         port = free_port()
         server = start_server(url, args.data_dir, port, args.workers)
@@ -318,6 +354,7 @@ def main() -> None:
 
     result = {
         "schema": schema, "kept": args.keep, "annotators": args.annotators, "regions": args.regions,
+        "quality": quality, "gold_regions": args.gold,
         "duration_s": round(elapsed, 2),
         "warmup_s": args.warmup, "think_s": args.think,
         "ramp_s": args.ramp if args.ramp is not None else args.think,
@@ -353,6 +390,7 @@ def main() -> None:
     print(f"double leases {checks['double_leases']} · lost submissions {checks['lost_submissions']} · "
           f"annotations in db {checks['annotations_in_db']} · regions labeled {checks['regions_labeled']} · "
           f"retries {run.retries} · errors {len(run.errors)}")
+    print(f"annotations by review state: {checks['annotations_by_state']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

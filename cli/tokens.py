@@ -12,6 +12,7 @@ token_app = typer.Typer(help="Bearer tokens: create, list, revoke.", no_args_is_
 
 class Role(StrEnum):
     admin = "admin"
+    reviewer = "reviewer"
     annotator = "annotator"
 
 
@@ -22,9 +23,9 @@ def register(app: typer.Typer) -> None:
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Option(help="Who holds it, e.g. alice.")],
-    role: Annotated[Role, typer.Option(help="admin or annotator.")] = Role.annotator,
+    role: Annotated[Role, typer.Option(help="admin, reviewer or annotator.")] = Role.annotator,
     project: Annotated[list[str] | None, typer.Option(
-        help="A project (id or name) an annotator token may use; repeat for more. Default: all.")] = None,
+        help="A project (id or name) the token may use; repeat for more. Default: all.")] = None,
 ) -> None:
     """Create a token and print it. It is stored hashed: this is the only time it is shown."""
     from service.auth import create_token

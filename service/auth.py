@@ -25,7 +25,7 @@ from service.models import Project, Token, utcnow
 from service.queue import release_token_leases
 from service.schemas.token import TokenPublic
 
-ROLES = ("admin", "annotator")
+ROLES = ("admin", "reviewer", "annotator")
 _bearer = HTTPBearer(auto_error=False)
 _BY_HASH = select(Token).where(Token.token_hash == bindparam("h"))  # built once: every request runs it
 
@@ -136,6 +136,13 @@ async def require_admin(token: Annotated[TokenPublic, Depends(current_token)]) -
     return token
 
 
+async def require_reviewer(token: Annotated[TokenPublic, Depends(current_token)]) -> TokenPublic:
+    if token.role not in ("admin", "reviewer"):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this action needs a reviewer or admin token")
+    return token
+
+
 CurrentToken = Annotated[TokenPublic, Depends(current_token)]
+ReviewerToken = Annotated[TokenPublic, Depends(require_reviewer)]
 AdminToken = Annotated[TokenPublic, Depends(require_admin)]
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -36,7 +36,7 @@ def _masks(session: Session, storage: Storage, project: Project,
            fill: Fill | None) -> Iterator[tuple[Image, np.ndarray | None, bytes | None]]:
     """(image, its export mask or None when it has no label, its sources PNG with a fill), one by one."""
     labeled = set(session.scalars(select(Annotation.image_id).join(Image, Image.id == Annotation.image_id)
-                                  .where(Image.project_id == project.id).distinct()))
+                                  .where(Image.project_id == project.id, Annotation.in_labels).distinct()))
     for image in session.scalars(select(Image).where(Image.project_id == project.id).order_by(Image.id)):
         if fill is not None:
             human = assemble_labels(session, storage, image) if image.id in labeled else \

@@ -2,12 +2,13 @@
 
 A mask is an 8-bit image of class ids, exactly the size of its box, with 255 = unlabeled (DESIGN §4).
 
-Assembly rule (what training reads): annotations are applied oldest → newest (by id, i.e. insertion
-order, which does not depend on clocks), and each one writes only its pixels that are not 255. So a newer
-annotation overrides older labels where it labels a pixel, and a 255 inside a newer box means "no
-opinion", not "erase": an annotator who paints part of a region does not wipe labels that an earlier
-annotation (an initial mask, another region overlapping this one) put there. Unlabeling is not a thing
-annotators can do; a wrong label is fixed by labeling the pixel again.
+Assembly rule (what training reads): the annotations that count (`in_labels`: not awaiting review,
+rejected, a gold submission or a consensus vote, see service/quality.py) are applied oldest → newest
+(by id, i.e. insertion order, which does not depend on clocks), and each one writes only its pixels
+that are not 255. So a newer annotation overrides older labels where it labels a pixel, and a 255
+inside a newer box means "no opinion", not "erase": an annotator who paints part of a region does
+not wipe labels that an earlier annotation (an initial mask, another region overlapping this one) put
+there. Unlabeling is not a thing annotators can do; a wrong label is fixed by labeling the pixel again.
 """
 
 import io
@@ -66,7 +67,7 @@ def add_annotation(
 def assemble_labels(session: Session, storage: Storage, image: Image) -> np.ndarray:
     """The image's labeled mask (H×W uint8, 255 = unlabeled): see the module docstring for the rule."""
     labels = np.full((image.height, image.width), IGNORE, dtype=np.uint8)
-    rows = session.scalars(select(Annotation).where(Annotation.image_id == image.id)
+    rows = session.scalars(select(Annotation).where(Annotation.image_id == image.id, Annotation.in_labels)
                            .order_by(Annotation.id))
     for ann in rows:
         data = storage.read_bytes(ann.mask_path)

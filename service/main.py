@@ -11,7 +11,20 @@ from service.errors import install_error_handlers
 from service.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from service.migrate import prepare_embedded
 from service.routes import cycles as cycle_routes
-from service.routes import export, health, images, leases, model, pages, projects, queue, regions, tokens
+from service.routes import (
+    export,
+    health,
+    images,
+    leases,
+    model,
+    pages,
+    projects,
+    quality,
+    queue,
+    regions,
+    review,
+    tokens,
+)
 from service.routes import oracle as oracle_routes
 from service.routes import tags as tag_routes
 from service.settings import Settings, get_settings
@@ -43,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cycle_routes.router)
     app.include_router(oracle_routes.router)
     app.include_router(tag_routes.router)
-    for module in (queue, leases, regions, export, model, pages):
+    for module in (queue, leases, regions, export, model, review, quality, pages):
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, settings=settings)

@@ -71,6 +71,7 @@ class Project(Base):
     region: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"kind": "grid", "size": 32}
     ignore_index: Mapped[int] = mapped_column(Integer, default=255)
     training: Mapped[dict[str, Any]] = mapped_column(JSON)  # TrainConfig overrides + acquisition
+    quality: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # review, gold, overlap (QualitySettings)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     auto_cycle: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # AutoCycleSettings; None = off
@@ -152,13 +153,20 @@ class Region(Base):
     h: Mapped[int] = mapped_column(Integer)
     superpixel_id: Mapped[int] = mapped_column(Integer, default=-1)  # -1 for grid cells
     score: Mapped[float] = mapped_column(Float, default=0.0)
-    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued leased labeled skipped
+    # queued leased labeled skipped superseded, or gold: a region with a known answer, never labeled
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    gold_mask_path: Mapped[str | None] = mapped_column(String(500))  # a gold region's answer; never sent
+    overlap: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # annotators wanted
     model_version: Mapped[str | None] = mapped_column(String(100))
     prelabel_path: Mapped[str | None] = mapped_column(String(500))
     lease_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     lease_token_id: Mapped[int | None] = mapped_column(ForeignKey("token.id", ondelete="SET NULL"))
     lease_expires_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# Lease states that keep a region away from the lease's token for good.
+EXCLUDING_STATES = "state IN ('skipped', 'rejected', 'consensus')"
 
 
 class Lease(Base):
@@ -168,14 +176,18 @@ class Lease(Base):
     __table_args__ = (
         # The claim excludes the regions a token skipped; skips are few, so a partial index keeps that
         # lookup tiny however long the lease history grows.
-        Index("ix_lease_skipped", "token_id", "region_id", postgresql_where=text("state = 'skipped'"),
-              sqlite_where=text("state = 'skipped'")),
+        Index("ix_lease_skipped", "token_id", "region_id", postgresql_where=text(EXCLUDING_STATES),
+              sqlite_where=text(EXCLUDING_STATES)),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     region_id: Mapped[int] = mapped_column(ForeignKey("region.id", ondelete="CASCADE"), index=True)
     token_id: Mapped[int | None] = mapped_column(ForeignKey("token.id", ondelete="SET NULL"), index=True)
-    state: Mapped[str] = mapped_column(String(20), default="active")  # active released skipped submitted
+    # active released skipped submitted expired; rejected (its annotation was rejected in review);
+    # consensus (submitted on a region that wants more annotators): the last three keep the region from
+    # this token.
+    state: Mapped[str] = mapped_column(String(20), default="active")
+    page: Mapped[str | None] = mapped_column(String(64))  # the page instance (browser tab) that holds it
     reason: Mapped[str | None] = mapped_column(Text)  # why it was skipped
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
@@ -191,6 +203,7 @@ class Annotation(Base):
         # The auto-cycle rule counts the labels submitted since the last cycle after every submit.
         Index("ix_annotation_created", "created_at"),
         Index("ix_annotation_image", "image_id", "created_at"),
+        Index("ix_annotation_review", "review_state", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -206,6 +219,24 @@ class Annotation(Base):
     mask_path: Mapped[str] = mapped_column(String(500))
     late: Mapped[bool] = mapped_column(Boolean, default=False)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    mask_sha256: Mapped[str | None] = mapped_column(String(64))  # a replayed key must carry the same mask
+    # Whether training and exports read it: not while awaiting review, nor once rejected, fixed, a gold
+    # answer's submission or one of a consensus region's votes (their majority is its own annotation).
+    in_labels: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    review_state: Mapped[str | None] = mapped_column(String(20))  # pending accepted rejected fixed
+    review_reason: Mapped[str | None] = mapped_column(Text)
+    reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("token.id", ondelete="SET NULL"))
+    reviewed_at: Mapped[datetime | None] = mapped_column()
+    # Effort, as the page measured it (seconds focused with recent input, strokes) and as the server
+    # counts it against the pre-label shown (None when there was none).
+    active_seconds: Mapped[float | None] = mapped_column(Float)
+    strokes: Mapped[int | None] = mapped_column(Integer)
+    labeled_pixels: Mapped[int | None] = mapped_column(Integer)
+    pixels_changed: Mapped[int | None] = mapped_column(Integer)
+    unchanged: Mapped[bool | None] = mapped_column(Boolean)
+    # A submission on a gold region, scored against its answer.
+    gold_accuracy: Mapped[float | None] = mapped_column(Float)
+    gold_miou: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -226,7 +257,7 @@ class Token(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(20))  # admin | annotator
+    role: Mapped[str] = mapped_column(String(20))  # admin | reviewer | annotator
     token_hash: Mapped[str] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column()

@@ -10,16 +10,20 @@ is what the claim statement reads. Rules:
   row lock with SKIP LOCKED makes concurrent claimers take different rows without waiting; SQLite has no
   row locks, so the claim runs in a `BEGIN IMMEDIATE` transaction (one writer at a time) and the outer
   `status = 'queued'` is the compare-and-set.
-- An annotator holds at most MAX_LIVE_LEASES live leases per project: the region on screen and the
-  prefetched next one. A plain lease call returns the annotator's oldest live lease if there is one (a
-  reloaded page gets its region back); `holding=[ids]` asks for a live lease other than those, claiming
+- A lease belongs to a token and a page instance (`page`: a browser tab's id; None is one instance too),
+  so two tabs of one annotator never get the same region. A page holds at most MAX_LIVE_LEASES live
+  leases per project: the region on screen and the prefetched next one. A plain lease call returns the
+  page's oldest live lease if there is one (a reloaded page gets its region back); `holding=[ids]` asks
+  for a live lease other than those, claiming
   a new region if needed. On PostgreSQL a transaction-scoped advisory lock per token serialises one
   annotator's own concurrent calls (different annotators never wait on each other); on SQLite the
   IMMEDIATE transaction already does.
 - Expired leases go back to the queue lazily: every claim first returns the project's expired leases
   (`FOR UPDATE SKIP LOCKED`, so concurrent sweepers neither block nor deadlock). Their Lease rows become
   `expired`.
-- A skip ends the lease and excludes that region for that token (a `skipped` Lease row). Once
+- A skip ends the lease and excludes that region for that token (a `skipped` Lease row; a `rejected` one,
+  whose annotation a reviewer rejected, and a `consensus` one, a vote on a region that wants k
+  annotators, exclude it too). Once
   `settings.skips_to_retire` distinct annotators skipped a region it leaves the queue for everyone
   (`status='skipped'`); 0 never retires a region. The claim's exclusion is an uncorrelated
   `id NOT IN (this token's skipped region ids)`, served by the partial index ix_lease_skipped.
@@ -51,7 +55,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
-from service.models import Annotation, Image, Lease, Project, Region, Token, UTCDateTime, utcnow
+from service.models import (
+    EXCLUDING_STATES,
+    Annotation,
+    Image,
+    Lease,
+    Project,
+    Region,
+    Token,
+    UTCDateTime,
+    utcnow,
+)
 from service.queue_pg import call_lease
 from service.schemas.token import TokenPublic
 
@@ -180,18 +194,20 @@ def _live_leases_statement():
     return (select(Region, Lease.created_at).join(Lease, Lease.id == Region.lease_id)
             .where(Region.project_id == bindparam("p_project"), Region.status == "leased",
                    or_(Region.lease_expires_at <= bindparam("p_now"),
-                       Region.lease_token_id == bindparam("p_token")))
+                       and_(Region.lease_token_id == bindparam("p_token"),
+                            Lease.page.is_not_distinct_from(bindparam("p_page", type_=String())))))
             .execution_options(populate_existing=True))
 
 
-def _live_leases(session: Session, project_id: int, token_id: int, now: datetime) -> list[Region]:
-    """Return the project's expired leases to the queue; the token's live leases, oldest first.
+def _live_leases(session: Session, project_id: int, token_id: int, page: str | None,
+                 now: datetime) -> list[Region]:
+    """Return the project's expired leases to the queue; the page's live leases, oldest first.
 
-    One read serves both: leased regions of the project that are expired or held by this token. SQLite
+    One read serves both: leased regions of the project that are expired or held by this page. SQLite
     only (its IMMEDIATE transaction is the lock); on PostgreSQL s4al_lease does this with SKIP LOCKED.
     """
     rows = session.execute(_STATEMENTS.live_leases,
-                           {"p_project": project_id, "p_now": now, "p_token": token_id}).all()
+                           {"p_project": project_id, "p_now": now, "p_token": token_id, "p_page": page}).all()
     _requeue(session, [(r.id, r.lease_id) for r, _ in rows if r.lease_expires_at <= now], now)
     live = sorted(((created, r.id, r) for r, created in rows if r.lease_expires_at > now),
                   key=lambda t: t[:2])
@@ -206,7 +222,7 @@ def _claim_update():
     """
     cand = _CANDIDATE
     skipped_by_me = select(Lease.region_id).where(Lease.token_id == bindparam("p_token"),
-                                                  Lease.state == "skipped")
+                                                  text(EXCLUDING_STATES))
     best = (select(cand.id)
             .where(cand.project_id == bindparam("p_project"), cand.status == "queued",
                    cand.id.not_in(skipped_by_me))
@@ -221,7 +237,7 @@ def _claim_update():
                     lease_expires_at=bindparam("p_expires", type_=UTCDateTime())))
 
 
-def _claim(session: Session, project_id: int, token_id: int, lease_id: str, now: datetime,
+def _claim(session: Session, project_id: int, token_id: int, page: str | None, lease_id: str, now: datetime,
            expires: datetime) -> tuple[Region, Image] | None:
     """SQLite: claim the best region and record its Lease row; the region with its image."""
     params = {"p_project": project_id, "p_token": token_id, "p_lease": lease_id, "p_expires": expires}
@@ -230,7 +246,7 @@ def _claim(session: Session, project_id: int, token_id: int, lease_id: str, now:
     if region is None:
         return None
     session.add(Lease(id=lease_id, region_id=region.id, token_id=token_id, state="active",
-                      created_at=now, expires_at=expires))
+                      created_at=now, expires_at=expires, page=page))
     return region, session.get(Image, region.image_id)
 
 
@@ -274,39 +290,43 @@ _REGION_FIELDS = [f for f in LeasedRegion.__dataclass_fields__ if f != "image"]
 
 
 def lease_next(session: Session, settings, project_id: int, token: Token | TokenPublic, *,
-               holding: Iterable[str] = (), now: datetime | None = None) -> LeasedRegion | None:
-    """Lease the best queued region of a project to `token` (see the module docstring); commits.
+               holding: Iterable[str] = (), page: str | None = None,
+               now: datetime | None = None) -> LeasedRegion | None:
+    """Lease the best queued region of a project to `token` on `page` (see the module docstring); commits.
 
-    Returns the leased region, or None when nothing is left. Raises LeaseConflict when the token
+    Returns the leased region, or None when nothing is left. Raises LeaseConflict when the page
     already holds MAX_LIVE_LEASES other live leases. PostgreSQL runs it as one server-side function
-    (service/queue_pg.py), SQLite as the Python below; both follow the same steps.
+    (service/queue_pg.py), SQLite as the Python below; both follow the same steps. (A gold lease,
+    service/gold.claim_gold, is tried by the route before this, when the project's gold_rate draws one.)
     """
     now = now or utcnow()
     lease_id = secrets.token_urlsafe(18)
     expires = now + timedelta(seconds=settings.lease_ttl_seconds)
     if session.get_bind().dialect.name == "postgresql":
-        return _lease_postgresql(session, project_id, token.id, sorted(set(holding)), now, expires, lease_id)
+        return _lease_postgresql(session, project_id, token.id, page, sorted(set(holding)), now, expires,
+                                 lease_id)
     holding = set(holding)
     with write_tx(session, durable=False):  # IMMEDIATE: one writer, so one call of a token at a time
-        held = _live_leases(session, project_id, token.id, now)
+        held = _live_leases(session, project_id, token.id, page, now)
         for region in held:
             if region.lease_id not in holding:
                 return LeasedRegion.of(region, session.get(Image, region.image_id))
         if len(held) >= MAX_LIVE_LEASES:
             raise _too_many(len(held))
-        claimed = _claim(session, project_id, token.id, lease_id, now, expires)
+        claimed = _claim(session, project_id, token.id, page, lease_id, now, expires)
         return LeasedRegion.of(*claimed) if claimed is not None else None
 
 
 def _too_many(held: int) -> LeaseConflict:
-    return LeaseConflict(f"you already hold {held} leases on this project; submit, skip or release one first")
+    return LeaseConflict(f"this page already holds {held} leases on this project; submit, skip or release "
+                         "one first")
 
 
-def _lease_postgresql(session: Session, project_id: int, token_id: int, holding: list[str], now: datetime,
-                      expires: datetime, lease_id: str) -> LeasedRegion | None:
+def _lease_postgresql(session: Session, project_id: int, token_id: int, page: str | None, holding: list[str],
+                      now: datetime, expires: datetime, lease_id: str) -> LeasedRegion | None:
     # Its own autocommit connection: the call is its own transaction, whatever the session holds.
     with session.get_bind().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        row = call_lease(conn, project_id, token_id, holding, now, expires, lease_id, MAX_LIVE_LEASES)
+        row = call_lease(conn, project_id, token_id, holding, now, expires, lease_id, MAX_LIVE_LEASES, page)
     if row.outcome == "conflict":
         raise _too_many(row.held)
     if row.outcome == "empty":
@@ -317,11 +337,15 @@ def _lease_postgresql(session: Session, project_id: int, token_id: int, holding:
                                                  row.image_height))
 
 
-def _check_owner(lease: Lease | None, lease_id: str, token_id: int) -> None:
+def _check_owner(session: Session, lease: Lease | None, lease_id: str, token: Token | TokenPublic) -> None:
+    """The lease exists (404) and is the caller's (403). A token revoked and re-issued under the same
+    name hands its leases on: the page that got a new token after a 401 can still save its work."""
     if lease is None:
         raise LeaseNotFound(f"lease {lease_id!r} not found")
-    if lease.token_id != token_id:
-        raise LeaseForbidden("this lease belongs to another annotator")
+    if lease.token_id != token.id:
+        holder = session.get(Token, lease.token_id) if lease.token_id is not None else None
+        if holder is None or not holder.revoked or holder.name != token.name:
+            raise LeaseForbidden("this lease belongs to another annotator")
 
 
 def _with_replay(q, with_key: bool):
@@ -376,23 +400,23 @@ _STATEMENTS = _HotPathStatements(
 )
 
 
-def lease_context(session: Session, lease_id: str, token_id: int, key: str | None = None,
+def lease_context(session: Session, lease_id: str, token: Token | TokenPublic, key: str | None = None,
                   ) -> tuple[Lease, Region, Image, Project, Annotation | None]:
     """The caller's lease with its region, image, project and the annotation already stored under
     `key`, in one read (404 / 403)."""
     row = session.execute(_STATEMENTS.lease_context[key is not None],
-                          _lease_params(lease_id, token_id, key)).first()
-    _check_owner(row[0] if row else None, lease_id, token_id)
+                          _lease_params(lease_id, token.id, key)).first()
+    _check_owner(session, row[0] if row else None, lease_id, token)
     return tuple(row)
 
 
-def lock_lease(session: Session, lease_id: str, token_id: int, key: str | None = None,
+def lock_lease(session: Session, lease_id: str, token: Token | TokenPublic, key: str | None = None,
                ) -> tuple[Lease, Region, Annotation | None]:
     """Inside a write_tx: the caller's lease and its region, row-locked and re-read (404 / 403), with
     the annotation already stored under `key` (read after the lock, so a concurrent retry is seen)."""
     row = session.execute(_STATEMENTS.lock_lease[key is not None],
-                          _lease_params(lease_id, token_id, key)).first()
-    _check_owner(row[0] if row else None, lease_id, token_id)
+                          _lease_params(lease_id, token.id, key)).first()
+    _check_owner(session, row[0] if row else None, lease_id, token)
     return tuple(row)
 
 
@@ -409,11 +433,12 @@ def renew(session: Session, settings, lease_id: str, token: Token | TokenPublic,
           now: datetime | None = None) -> Lease:
     now = now or utcnow()
     with write_tx(session, durable=False):
-        lease, region, _ = lock_lease(session, lease_id, token.id)
-        if not is_live(lease, now) or region.lease_id != lease.id:
+        lease, region, _ = lock_lease(session, lease_id, token)
+        if not is_live(lease, now) or (region.lease_id != lease.id and region.status != "gold"):
             raise LeaseConflict(_ended_message(lease, now))
         lease.expires_at = now + timedelta(seconds=settings.lease_ttl_seconds)
-        region.lease_expires_at = lease.expires_at
+        if region.lease_id == lease.id:
+            region.lease_expires_at = lease.expires_at
     return lease
 
 
@@ -422,7 +447,7 @@ def release(session: Session, lease_id: str, token: Token | TokenPublic,
     """Give the region back to the queue unlabeled."""
     now = now or utcnow()
     with write_tx(session, durable=False):
-        lease, region, _ = lock_lease(session, lease_id, token.id)
+        lease, region, _ = lock_lease(session, lease_id, token)
         if lease.state != "active":
             raise LeaseConflict(_ended_message(lease, now))
         lease.state, lease.ended_at = "released", now
@@ -435,7 +460,7 @@ def skip(session: Session, settings, lease_id: str, token: Token | TokenPublic, 
     """End the lease; this token never gets the region again; enough skips retire it for everyone."""
     now = now or utcnow()
     with write_tx(session, durable=False):
-        lease, region, _ = lock_lease(session, lease_id, token.id)
+        lease, region, _ = lock_lease(session, lease_id, token)
         if lease.state not in ("active", "expired"):
             raise LeaseConflict(_ended_message(lease, now))
         lease.state, lease.ended_at, lease.reason = "skipped", now, reason

@@ -6,9 +6,13 @@ machine costs more than the statements themselves. `s4al_lease` does the same st
 inside the database, in autocommit (the statement is its own transaction), so the lease is the pool's
 ping plus one call. SQLite keeps the Python version in service/queue.py; the queue tests run both.
 
-The function is created by migration 0004 and, for databases made from the models (the tests), by
-`metadata.create_all` (service/models.py hooks it there); this module imports no models. A change to
-it needs a new migration that runs `CREATE_LEASE_FUNCTION` again.
+The function is created by migration 0006 (0004 made its first version, without pages) and, for
+databases made from the models (the tests), by `metadata.create_all` (service/models.py hooks it
+there); this module imports no models. A change to it needs a new migration that runs
+`CREATE_LEASE_FUNCTION` again.
+
+A lease belongs to a token *and a page instance* (`p_page`, a browser tab's id; NULL is one instance
+too): a page gets back its own live leases, never another tab's.
 """
 
 from datetime import datetime
@@ -22,7 +26,7 @@ from sqlalchemy.types import String
 CREATE_LEASE_FUNCTION = """
 CREATE OR REPLACE FUNCTION s4al_lease(p_project integer, p_token integer, p_holding text[],
                                       p_now timestamptz, p_expires timestamptz, p_lease text,
-                                      p_max integer)
+                                      p_max integer, p_page text)
 RETURNS TABLE (outcome text, held integer, id integer, project_id integer, image_id integer,
                cycle_id integer, kind text, x integer, y integer, w integer, h integer,
                superpixel_id integer, score double precision, status text, model_version text,
@@ -44,7 +48,8 @@ BEGIN
         SELECT reg.id AS rid, reg.lease_id AS lid, reg.lease_expires_at AS expires
         FROM region reg JOIN lease l ON l.id = reg.lease_id
         WHERE reg.project_id = p_project AND reg.status = 'leased'
-          AND (reg.lease_expires_at <= p_now OR reg.lease_token_id = p_token)
+          AND (reg.lease_expires_at <= p_now
+               OR (reg.lease_token_id = p_token AND l.page IS NOT DISTINCT FROM p_page))
         ORDER BY l.created_at, reg.id
         FOR UPDATE OF reg SKIP LOCKED
     LOOP
@@ -71,7 +76,8 @@ BEGIN
         WHERE region.id = (SELECT cand.id FROM region cand
                            WHERE cand.project_id = p_project AND cand.status = 'queued'
                              AND cand.id NOT IN (SELECT s.region_id FROM lease s
-                                                 WHERE s.token_id = p_token AND s.state = 'skipped')
+                                                 WHERE s.token_id = p_token
+                                                   AND s.state IN ('skipped', 'rejected', 'consensus'))
                            ORDER BY cand.score DESC, cand.id DESC LIMIT 1
                            FOR UPDATE SKIP LOCKED)
           AND region.status = 'queued'
@@ -79,8 +85,8 @@ BEGIN
         IF chosen IS NULL THEN
             result := 'empty';
         ELSE
-            INSERT INTO lease (id, region_id, token_id, state, created_at, expires_at)
-            VALUES (p_lease, chosen, p_token, 'active', p_now, p_expires);
+            INSERT INTO lease (id, region_id, token_id, state, created_at, expires_at, page)
+            VALUES (p_lease, chosen, p_token, 'active', p_now, p_expires, p_page);
             result := 'claimed';
         END IF;
     END IF;
@@ -97,15 +103,15 @@ $$;
 """
 
 DROP_LEASE_FUNCTION = ("DROP FUNCTION IF EXISTS s4al_lease(integer, integer, text[], timestamptz, "
-                       "timestamptz, text, integer)")
+                       "timestamptz, text, integer, text)")
 
 _CALL = text("SELECT * FROM s4al_lease(:p_project, :p_token, :p_holding, :p_now, :p_expires, :p_lease, "
-             ":p_max)").bindparams(bindparam("p_holding", type_=ARRAY(String())))
+             ":p_max, :p_page)").bindparams(bindparam("p_holding", type_=ARRAY(String())))
 
 
 def call_lease(conn: Connection, project_id: int, token_id: int, holding: list[str], now: datetime,
-               expires: datetime, lease_id: str, max_live: int):
+               expires: datetime, lease_id: str, max_live: int, page: str | None):
     """One call of s4al_lease on an autocommit connection; its one row (outcome, held, region…)."""
     return conn.execute(_CALL, {"p_project": project_id, "p_token": token_id, "p_holding": holding,
                                 "p_now": now, "p_expires": expires, "p_lease": lease_id,
-                                "p_max": max_live}).one()
+                                "p_max": max_live, "p_page": page}).one()

@@ -1,27 +1,36 @@
 // The annotator page: lease → paint → Enter → next, with the next region prefetched.
-// The server holds at most two live leases per annotator: the region on screen and the prefetched one.
+// A submitted mask goes to the outbox (IndexedDB, then the server), so no painted region is ever lost:
+// not offline, not on a reload, not on a 401. Leases belong to this page instance (a tab): the server
+// holds at most two per page, the region on screen and the prefetched one; a region still in the
+// outbox keeps its lease until it arrives.
 
-import { api, apiFetch, ApiError, clear, el, fetchBitmap, requireToken } from "./common.js";
+import { api, apiFetch, ApiError, clear, el, fetchBitmap, getToken, requireToken } from "./common.js";
+import { bindControls, buildPalette, refreshControls } from "./controls.js";
 import { LabelEditor, parseColor, UNLABELED } from "./editor.js";
+import { Outbox } from "./outbox.js";
 import { decodeGray8, encodeGray8 } from "./png.js";
+import { askForToken } from "./token_dialog.js";
 
 const $ = (id) => document.getElementById(id);
 const RENEW_BEFORE_MS = 90_000; // renew a lease this long before it expires, if the annotator is active
 const ACTIVE_WINDOW_MS = 5 * 60_000;
+const EFFORT_IDLE_MS = 10_000; // a second counts as active with input in the last 10 s and the page focused
 const EMPTY_POLL_MS = 30_000;
+const PAGE_KEY = "s4al.page";
+const MAX_LIVE_LEASES = 2; // per page, as the server (service/queue.py)
 
 const state = {
   project: null,
-  current: null, // {lease, bitmap, labels, expiresAt}
+  page: null, // this tab's id: kept over a reload (sessionStorage), new in another tab
+  current: null, // {lease, bitmap, labels, expiresAt, activeSeconds}
   nextPromise: null, // Promise<item|null> of the prefetched region
   done: 0,
-  busy: false,
   lastActivity: Date.now(),
   emptyTimer: null,
+  outbox: null,
 };
 let editor;
 
-// ---------- messages ----------
 function message(text, kind = "info") {
   const box = $("message");
   box.textContent = text;
@@ -33,6 +42,23 @@ function describe(err) {
   return err instanceof ApiError ? `${err.status}: ${err.message}` : String(err.message || err);
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** An API call that waits through a 401 (a new token) and, with `retry`, through network failures. */
+async function call(path, options = {}, { retry = false } = {}) {
+  for (let delay = 1000; ; delay = Math.min(8000, delay * 2)) {
+    try {
+      return await api(path, options);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) { await askForToken(); continue; }
+      if (!retry || err instanceof ApiError) throw err;
+      message("The network is down: your work is kept in this browser; the next region loads when it is back.",
+              "warn");
+      await sleep(delay);
+    }
+  }
+}
+
 // ---------- loading regions ----------
 async function resolveProject(ref) {
   if (/^\d+$/.test(ref)) return api(`/api/projects/${ref}`);
@@ -42,13 +68,26 @@ async function resolveProject(ref) {
   return found;
 }
 
-/** Lease a region (other than those in `holding`) and load its pixels; null when the queue is empty. */
+/** Lease a region (other than those held) and load its pixels; null when the queue is empty. While
+ * the page's two leases are taken by regions still in the outbox, wait for the outbox to deliver. */
 async function fetchItem(holding) {
-  const lease = await api(`/api/projects/${state.project.id}/queue/lease`, { method: "POST", json: { holding } });
+  let lease;
+  for (;;) {
+    const held = [...holding, ...state.outbox.leaseIds()];
+    if (held.length >= MAX_LIVE_LEASES) { await state.outbox.nextChange(); continue; }
+    try {
+      lease = await call(`/api/projects/${state.project.id}/queue/lease`,
+                         { method: "POST", json: { holding: held, page: state.page } }, { retry: true });
+      break;
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.status !== 409) throw err;
+      await state.outbox.nextChange();
+    }
+  }
   if (!lease) return null;
   const { w, h } = lease.region;
   const [bitmap, labels] = await Promise.all([fetchBitmap(lease.crop.url), loadPrelabel(lease, w, h)]);
-  return { lease, bitmap, labels, expiresAt: Date.now() + lease.ttl_seconds * 1000 };
+  return { lease, bitmap, labels, expiresAt: Date.now() + lease.ttl_seconds * 1000, activeSeconds: 0 };
 }
 
 async function loadPrelabel(lease, w, h) {
@@ -75,7 +114,7 @@ function prefetch() {
 }
 
 // ---------- showing ----------
-function show(item) {
+async function show(item) {
   state.current = item;
   clearTimeout(state.emptyTimer);
   const { lease } = item;
@@ -89,24 +128,26 @@ function show(item) {
     el("div", {}, `Score ${r.score.toFixed(4)}${r.kind === "superpixel" ? " · superpixel (box shown)" : ""}`),
     el("div", {}, lease.prelabel_url ? "Starts from the model's prediction" : "No prediction yet: starts unlabeled"));
   message("");
-  // The lease clock restarts when the annotator first sees the region (a prefetched one may have waited).
-  renew(item).catch(() => {});
   updateCounter();
+  // The lease clock restarts when the annotator first sees the region (a prefetched one may have waited);
+  // a lease lost meanwhile is said at once, before any painting.
+  renew(item).catch(() => {});
 }
 
 async function renew(item) {
   try {
-    await api(`/api/leases/${item.lease.lease_id}/renew`, { method: "POST" });
+    await call(`/api/leases/${item.lease.lease_id}/renew`, { method: "POST" });
     item.expiresAt = Date.now() + item.lease.ttl_seconds * 1000;
   } catch (err) {
-    if (err instanceof ApiError && err.status === 409 && item === state.current) expired();
+    if (err instanceof ApiError && err.status === 409 && item === state.current) lost(item);
     throw err;
   }
 }
 
-function expired() {
-  message("Your lease on this region expired. Press Enter to submit anyway (it is kept, marked late), " +
-          "or S to skip it.", "warn");
+function lost(item) {
+  message(`This page no longer holds region (${item.lease.region.x}, ${item.lease.region.y}) of image ` +
+          `${item.lease.image.stem}: its lease expired. Paint nothing here; press S to move on, or Enter to ` +
+          "submit anyway (it is kept, marked late).", "warn");
 }
 
 function showEmpty() {
@@ -131,60 +172,65 @@ async function updateCounter() {
   $("counter").textContent = `Done ${state.done} · queue ${left}`;
 }
 
-// ---------- submit / skip ----------
-async function sendMask(item, mask) {
-  const { w, h } = item.lease.region;
-  const png = await encodeGray8(w, h, mask);
-  const key = crypto.randomUUID(); // the same key for every retry: the server stores it once
-  for (let attempt = 0; ; attempt++) {
-    const form = new FormData();
-    form.append("mask", png, "mask.png");
-    try {
-      return await api(`/api/leases/${item.lease.lease_id}/annotation`,
-                       { method: "POST", body: form, headers: { "Idempotency-Key": key } });
-    } catch (err) {
-      const retriable = !(err instanceof ApiError) || err.status >= 500;
-      if (!retriable || attempt >= 4) throw err;
-      await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
-    }
-  }
+// ---------- the outbox ----------
+function sendItem(item) {
+  const form = new FormData();
+  form.append("mask", new Blob([item.png], { type: "image/png" }), "mask.png");
+  form.append("active_seconds", String(item.activeSeconds));
+  form.append("strokes", String(item.strokes));
+  return api(`/api/leases/${item.leaseId}/annotation`,
+             { method: "POST", body: form, headers: { "Idempotency-Key": item.key } });
 }
 
-/** Finish the current region with `action` (a promise that ends its lease), then move on. */
-async function advance(action) {
-  if (!state.current || state.busy) return;
-  state.busy = true;
-  const finished = state.current;
-  const ending = action(finished);
+function showOutbox(outbox) {
+  const waiting = outbox.waiting().length;
+  const text = { saved: "saved", saving: `saving… ${waiting} waiting`, offline: `offline, ${waiting} waiting`,
+                 auth: `${waiting} waiting for a token` }[outbox.status()];
+  const box = $("save-state");
+  box.textContent = text;
+  box.dataset.state = outbox.status();
+  box.dataset.waiting = String(waiting);
+  const refused = outbox.refused();
+  $("refused").hidden = !refused.length;
+  clear($("refused")).append(el("strong", {}, "Not accepted by the server (kept in this browser):"),
+    ...refused.map((i) => el("div", { class: "refused-item" },
+      `region (${i.region.x}, ${i.region.y}) ${i.region.w}×${i.region.h} of image ${i.stem}: ${i.error}`)));
+}
+
+// ---------- submit / skip ----------
+/** Put the painted region in the outbox, then show the next one; nothing waits for the server. */
+async function submit() {
+  const item = state.current;
+  if (!item) return;
+  const mask = editor.mask();
+  if (!mask.some((v) => v !== UNLABELED)) {
+    message("Nothing is labeled in this region: paint it, or press S to skip it.", "warn");
+    return;
+  }
+  state.current = null; // a second Enter now goes to the next region, never this one again
+  const { w, h } = item.lease.region;
   try {
-    const next = await state.nextPromise;
-    if (next) show(next);
-    try {
-      await ending;
-    } catch (err) {
-      message(`Could not save region of image ${finished.lease.image.stem}: ${describe(err)}`, "error");
-    }
-    // Only now may a new lease be asked for: the finished one no longer counts against the two allowed.
-    if (next) prefetch();
-    else {
-      const item = await fetchItem([]);
-      if (item) { show(item); prefetch(); } else showEmpty();
-    }
+    const png = await encodeGray8(w, h, mask);
+    await state.outbox.add({ key: crypto.randomUUID(), leaseId: item.lease.lease_id, png: await png.arrayBuffer(),
+                             stem: item.lease.image.stem, region: item.lease.region,
+                             activeSeconds: Math.round(item.activeSeconds), strokes: editor.strokes });
+  } catch (err) { // the browser would not store it (storage full, private mode): stay on the region
+    state.current = item;
+    message(`Could not keep this region in the browser (${describe(err)}); it was not submitted.`, "error");
+    return;
+  }
+  await next();
+}
+
+async function next() {
+  const upcoming = await state.nextPromise;
+  if (upcoming) { show(upcoming); prefetch(); return; }
+  try {
+    const item = await fetchItem([]);
+    if (item) { show(item); prefetch(); } else showEmpty();
   } catch (err) {
     message(`Error: ${describe(err)}`, "error");
-  } finally {
-    state.busy = false;
   }
-}
-
-function submit() {
-  const mask = editor.mask();
-  advance(async (item) => {
-    const ann = await sendMask(item, mask);
-    state.done += 1;
-    updateCounter();
-    return ann;
-  });
 }
 
 function openSkip() {
@@ -198,118 +244,65 @@ function closeSkip() {
   $("skip-dialog").hidden = true;
 }
 
-function skip(reason) {
+async function skip(reason) {
   closeSkip();
-  advance((item) => api(`/api/leases/${item.lease.lease_id}/skip`, { method: "POST", json: { reason } }));
-}
-
-// ---------- controls ----------
-function buildPalette() {
-  const list = clear($("palette"));
-  for (const c of state.project.classes) {
-    const swatch = el("span", { class: "swatch" });
-    swatch.style.background = c.color;
-    const item = el("li", {}, el("button", { type: "button", "data-class": c.id, title: `${c.name} (${c.id})` },
-      el("kbd", {}, c.id <= 9 ? String(c.id) : " "), swatch, el("span", { class: "name" }, c.name)));
-    item.firstChild.addEventListener("click", () => editor.setClass(c.id));
-    list.append(item);
+  const item = state.current;
+  if (!item) return;
+  state.current = null;
+  try {
+    await call(`/api/leases/${item.lease.lease_id}/skip`, { method: "POST", json: { reason } }, { retry: true });
+  } catch (err) {
+    message(`Could not skip region of image ${item.lease.image.stem}: ${describe(err)}`, "error");
   }
-}
-
-function refreshControls() {
-  for (const b of document.querySelectorAll("#palette button")) {
-    b.classList.toggle("active", Number(b.dataset.class) === editor.classId && editor.tool !== "eraser");
-  }
-  for (const b of document.querySelectorAll("[data-tool]")) b.classList.toggle("active", b.dataset.tool === editor.tool);
-  $("brush-size").textContent = String(editor.size);
-  $("overlay-visible").checked = editor.overlayVisible;
-  $("undo").disabled = !editor.undoStack.length;
-  $("redo").disabled = !editor.redoStack.length;
-}
-
-function toggleHelp(show) {
-  $("help").hidden = show === undefined ? !$("help").hidden : !show;
-}
-
-function onKey(e) {
-  state.lastActivity = Date.now();
-  if (!$("skip-dialog").hidden) {
-    if (e.key === "Escape") { e.preventDefault(); closeSkip(); }
-    else if (/^[1-4]$/.test(e.key)) {
-      e.preventDefault();
-      $("skip-form").querySelectorAll("input[name=reason]")[Number(e.key) - 1].checked = true;
-    }
-    return; // Enter submits the form
-  }
-  if (e.target instanceof HTMLInputElement && e.target.type !== "range" && e.target.type !== "checkbox") return;
-  const key = e.key, lower = key.toLowerCase();
-  if ((e.ctrlKey || e.metaKey) && lower === "z") {
-    e.preventDefault();
-    if (e.shiftKey) editor.redo(); else editor.undo();
-    return;
-  }
-  if ((e.ctrlKey || e.metaKey) && lower === "y") { e.preventDefault(); editor.redo(); return; }
-  if (e.ctrlKey || e.metaKey || e.altKey) return;
-  if (key === "?") { e.preventDefault(); toggleHelp(); return; }
-  if (key === "Escape") { toggleHelp(false); return; }
-  if (!$("help").hidden) return;
-  if (/^[0-9]$/.test(key)) {
-    const id = Number(key);
-    if (id < state.project.classes.length) editor.setClass(id);
-  } else if (lower === "b") editor.setTool("brush");
-  else if (lower === "e") editor.setTool("eraser");
-  else if (lower === "f") editor.setTool("fill");
-  else if (key === "[") editor.setSize(editor.size - 1);
-  else if (key === "]") editor.setSize(editor.size + 1);
-  else if (lower === "h") editor.toggleOverlay();
-  else if (key === "+" || key === "=") editor.zoomBy(1.25);
-  else if (key === "-") editor.zoomBy(0.8);
-  else if (lower === "r") editor.fit();
-  else if (key === "Enter") submit();
-  else if (lower === "s") openSkip();
-  else return;
-  e.preventDefault();
-}
-
-function bindControls() {
-  window.addEventListener("keydown", onKey);
-  window.addEventListener("pointerdown", () => { state.lastActivity = Date.now(); });
-  window.addEventListener("resize", () => editor.fit());
-  for (const b of document.querySelectorAll("[data-tool]")) b.addEventListener("click", () => editor.setTool(b.dataset.tool));
-  $("opacity").addEventListener("input", (e) => editor.setOpacity(Number(e.target.value) / 100));
-  $("overlay-visible").addEventListener("change", () => editor.toggleOverlay());
-  $("undo").addEventListener("click", () => editor.undo());
-  $("redo").addEventListener("click", () => editor.redo());
-  $("submit").addEventListener("click", submit);
-  $("skip").addEventListener("click", openSkip);
-  $("help-button").addEventListener("click", () => toggleHelp());
-  $("help").addEventListener("click", (e) => { if (e.target === $("help")) toggleHelp(false); });
-  $("skip-cancel").addEventListener("click", closeSkip);
-  $("skip-form").addEventListener("submit", (e) => {
-    e.preventDefault();
-    skip(new FormData(e.target).get("reason"));
-  });
-  // Give leases back when the page goes away, so the regions do not wait for the lease to expire.
-  window.addEventListener("pagehide", () => {
-    const held = [state.current];
-    state.nextPromise?.then((n) => n && release(n));
-    for (const item of held) if (item) release(item);
-  });
-  setInterval(() => {
-    const item = state.current;
-    if (!item) return;
-    const left = item.expiresAt - Date.now();
-    if (left <= 0) expired();
-    else if (left < RENEW_BEFORE_MS && Date.now() - state.lastActivity < ACTIVE_WINDOW_MS) renew(item).catch(() => {});
-  }, 5000);
+  await next();
 }
 
 function release(item) {
   apiFetch(`/api/leases/${item.lease.lease_id}/release`, { method: "POST", keepalive: true }).catch(() => {});
 }
 
+function watch() {
+  // Give leases back when the page goes away, so the regions do not wait for the lease to expire.
+  window.addEventListener("pagehide", () => {
+    state.nextPromise?.then((n) => n && release(n));
+    if (state.current) release(state.current);
+  });
+  setInterval(() => { // effort: active seconds on the region on screen
+    const now = Date.now();
+    if (state.current && document.hasFocus() && now - state.lastActivity < EFFORT_IDLE_MS) state.current.activeSeconds += 1;
+  }, 1000);
+  setInterval(() => {
+    const item = state.current;
+    if (!item) return;
+    const left = item.expiresAt - Date.now();
+    if (left <= 0) lost(item);
+    else if (left < RENEW_BEFORE_MS && Date.now() - state.lastActivity < ACTIVE_WINDOW_MS) renew(item).catch(() => {});
+  }, 5000);
+}
+
+function pageId() {
+  let id = sessionStorage.getItem(PAGE_KEY);
+  if (!id) sessionStorage.setItem(PAGE_KEY, (id = crypto.randomUUID()));
+  return id;
+}
+
+async function checkLinkToken() {
+  const fromLink = /(?:^#|&)token=/.test(location.hash);
+  if (!fromLink || !getToken()) return;
+  try {
+    await api("/api/me");
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      message("The token in this link was not accepted (revoked or mistyped): enter a valid token below, " +
+              "or ask your admin for a new link.", "error");
+    }
+  }
+}
+
 async function main() {
+  await checkLinkToken();
   await requireToken($("gate"));
+  message("");
   const ref = decodeURIComponent(location.pathname.replace(/\/+$/, "").split("/").pop());
   try {
     state.project = await resolveProject(ref);
@@ -320,12 +313,19 @@ async function main() {
   document.title = `s4al · annotate · ${state.project.name}`;
   $("project-name").textContent = state.project.name;
   $("dashboard-link").href = `/projects/${state.project.id}`;
+  state.page = pageId();
   state.colors = [];
   for (const c of state.project.classes) state.colors[c.id] = parseColor(c.color);
-  editor = new LabelEditor($("viewport"), { onChange: refreshControls });
-  buildPalette();
-  bindControls();
-  refreshControls();
+  editor = new LabelEditor($("viewport"), { onChange: () => refreshControls(editor) });
+  buildPalette(state.project.classes, editor);
+  bindControls(editor, state.project.classes, {
+    submit, openSkip, closeSkip, skip, onInput: () => { state.lastActivity = Date.now(); } });
+  refreshControls(editor);
+  state.outbox = new Outbox({ scope: `${location.origin}/${state.project.id}`, send: sendItem,
+                              onChange: showOutbox, onAuth: () => askForToken() });
+  state.outbox.onDelivered = () => { state.done += 1; updateCounter(); };
+  await state.outbox.open();
+  watch();
   try {
     const item = await fetchItem([]);
     if (item) { show(item); prefetch(); } else showEmpty();

@@ -6,7 +6,7 @@ function niceStep(range, ticks) {
 }
 
 /** Draw `points` [{x, y, label}] (fractions in 0..1) on `canvas`; returns the number drawn. */
-export function drawCurve(canvas, points, { xLabel = "labeled fraction", yLabel = "mIoU" } = {}) {
+export function drawCurve(canvas, points, { xLabel = "labeled fraction", yLabel = "mIoU", xFormat = null } = {}) {
   const dpr = window.devicePixelRatio || 1;
   const cssW = canvas.clientWidth || canvas.width, cssH = canvas.clientHeight || canvas.height;
   canvas.width = Math.round(cssW * dpr);
@@ -17,7 +17,8 @@ export function drawCurve(canvas, points, { xLabel = "labeled fraction", yLabel 
   const m = { left: 52, right: 16, top: 14, bottom: 42 };
   const w = cssW - m.left - m.right, h = cssH - m.top - m.bottom;
   const xs = points.map((p) => p.x), ys = points.map((p) => p.y);
-  const xMax = Math.min(1, Math.max(0.05, ...xs) * 1.15), yMax = Math.min(1, Math.max(0.1, ...ys) * 1.15);
+  // x is a fraction (shown as %) unless `xFormat` formats another quantity (e.g. hours)
+  const xMax = xFormat ? Math.max(0.1, ...xs) * 1.15 : Math.min(1, Math.max(0.05, ...xs) * 1.15), yMax = Math.min(1, Math.max(0.1, ...ys) * 1.15);
   const X = (x) => m.left + (x / xMax) * w, Y = (y) => m.top + h - (y / yMax) * h;
 
   ctx.font = "12px system-ui, sans-serif";
@@ -29,7 +30,7 @@ export function drawCurve(canvas, points, { xLabel = "labeled fraction", yLabel 
   ctx.textBaseline = "top";
   for (let x = 0; x <= xMax + 1e-9; x += xStep) {
     ctx.beginPath(); ctx.moveTo(X(x), m.top); ctx.lineTo(X(x), m.top + h); ctx.stroke();
-    ctx.fillText(`${+(100 * x).toFixed(1)}%`, X(x), m.top + h + 6);
+    ctx.fillText(xFormat ? xFormat(x) : `${+(100 * x).toFixed(1)}%`, X(x), m.top + h + 6);
   }
   ctx.textAlign = "right";
   ctx.textBaseline = "middle";

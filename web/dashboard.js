@@ -4,6 +4,7 @@
 import { api, apiFetch, clear, el, formatPercent, formatSeconds, requireToken } from "./common.js";
 import { refreshAutoCycle } from "./dashboard_auto.js";
 import { drawCurve } from "./chart.js";
+import { renderEffort, renderQuality } from "./dashboard_quality.js";
 
 const $ = (id) => document.getElementById(id);
 const FAST_POLL_MS = 2000, SLOW_POLL_MS = 15000;
@@ -84,11 +85,14 @@ async function refresh() {
   let busy = false;
   try {
     const id = state.project.id;
-    const [cycles, metrics, stats] = await Promise.all([
-      api(`/api/projects/${id}/cycles`), api(`/api/projects/${id}/metrics`), api(`/api/projects/${id}/queue/stats`)]);
+    const [cycles, metrics, stats, effort, quality] = await Promise.all([
+      api(`/api/projects/${id}/cycles`), api(`/api/projects/${id}/metrics`), api(`/api/projects/${id}/queue/stats`),
+      api(`/api/projects/${id}/effort`), api(`/api/projects/${id}/quality`)]);
     renderCycles(cycles);
     renderMetrics(metrics);
     renderQueue(stats);
+    renderEffort(effort);
+    renderQuality(quality, id);
     busy = cycles.some((c) => c.status === "running" || c.status === "queued");
     $("start-cycle").disabled = busy;
     refreshAutoCycle(id);

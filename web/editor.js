@@ -56,6 +56,7 @@ export class LabelEditor {
     this.oy = region.y - crop.y;
     this.colors = colors;
     this.labels = labels;
+    this.strokes = 0;
     this.undoStack = [];
     this.redoStack = [];
     for (const canvas of Object.values(this.layers)) {
@@ -177,6 +178,7 @@ export class LabelEditor {
       e.preventDefault();
       c.setPointerCapture(e.pointerId);
       const p = this._regionPoint(e);
+      this.strokes += 1; // effort: every press on the region, brush stroke or fill
       if (this.tool === "fill") {
         const before = this.labels.slice();
         if (this._fill(p.x, p.y, this.classId)) {

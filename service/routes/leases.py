@@ -2,9 +2,9 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Header, Request, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Header, Request, Response, UploadFile, status
 
-from service.annotations import submit
+from service.annotations import Effort, submit
 from service.auth import CurrentToken, SessionDep
 from service.auto_cycle import maybe_start_auto_cycle
 from service.queue import QueueError, release, renew, skip
@@ -52,12 +52,20 @@ def submit_mask(lease_id: LeaseId, request: Request, response: Response, session
                 token: CurrentToken, now: NowDep, mask: Annotated[UploadFile, File()],
                 idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200,
                                                               pattern=r"^[\x20-\x7e]+$")] = None,
+                active_seconds: Annotated[float | None, Form(ge=0, le=86_400)] = None,
+                strokes: Annotated[int | None, Form(ge=0, le=1_000_000)] = None,
                 ) -> AnnotationPublic:
-    """Store the region's mask: an 8-bit PNG of class ids (255 = unlabeled), exactly the region's size."""
+    """Store the region's mask: an 8-bit PNG of class ids (255 = unlabeled), exactly the region's size.
+
+    `active_seconds` (time the page had focus with input in the last seconds) and `strokes` are the
+    effort the page measured; the server counts labeled pixels and pixels changed from the pre-label.
+    """
     settings = request.app.state.settings
     data = mask.file.read(settings.max_upload_bytes + 1)
+    effort = Effort(active_seconds=active_seconds, strokes=strokes)
     try:
-        ann, replayed = submit(session, settings, lease_id, token, data, idempotency_key, now=now)
+        ann, replayed = submit(session, settings, lease_id, token, data, idempotency_key, now=now,
+                               effort=effort)
     except QueueError as exc:
         raise http_error(exc) from exc
     if replayed:

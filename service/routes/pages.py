@@ -53,6 +53,12 @@ def tag_page(project: str) -> FileResponse:
     return _file("tag.html")
 
 
+@router.get("/review/{project}")
+def review_page(project: str) -> FileResponse:
+    """The review page (reviewer or admin): accept, reject or fix annotations awaiting review."""
+    return _file("review.html")
+
+
 @router.get("/projects/{project_id}")
 def dashboard_page(project_id: int) -> FileResponse:
     """A project's dashboard: cycles, the mIoU curve, queue statistics."""

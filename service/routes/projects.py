@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from service.auth import AdminToken, CurrentToken, SessionDep, token_cache
 from service.auto_cycle import rule_of, state_of
 from service.models import Cycle, Image, Project, Token
+from service.quality import forget_quality
 from service.routes.deps import project_or_404
 from service.schemas.common import ProjectId
 from service.schemas.project import (
@@ -16,6 +17,7 @@ from service.schemas.project import (
     ProjectCreate,
     ProjectPublic,
     ProjectUpdate,
+    QualitySettings,
     TrainingSettings,
 )
 from service.storage import StorageDep
@@ -52,7 +54,7 @@ def create_project(body: ProjectCreate, session: SessionDep, _: AdminToken) -> P
         raise HTTPException(status.HTTP_409_CONFLICT, f"a project named {name!r} exists")
     project = Project(name=name, classes=[c.model_dump() for c in body.classes],
                       region=body.region.model_dump(), ignore_index=body.ignore_index,
-                      training=body.training.model_dump())
+                      training=body.training.model_dump(), quality=body.quality.model_dump())
     session.add(project)
     project.auto_cycle = body.auto_cycle.model_dump()
     _commit_or_409(session, name)
@@ -107,7 +109,14 @@ def update_project(project_id: ProjectId, body: ProjectUpdate, session: SessionD
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _errors(exc, "training")) from exc
         project.training = merged.model_dump()
+    if body.quality is not None:
+        try:
+            quality = QualitySettings.model_validate({**(project.quality or {}), **body.quality})
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _errors(exc, "quality")) from exc
+        project.quality = quality.model_dump()
     _commit_or_409(session, project.name)
+    forget_quality(project.id)
     return _public(session, project)
 
 

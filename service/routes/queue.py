@@ -7,7 +7,9 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response, 
 from sqlalchemy import and_, case, func, select
 
 from service.auth import CurrentToken, SessionDep
+from service.gold import claim_gold
 from service.models import Annotation, Image, Region, Token
+from service.quality import draw_gold, quality_of
 from service.queue import ImageRef, LeasedRegion, QueueError, lease_next, request_now
 from service.routes.deps import in_scope, project_or_404
 from service.schemas.common import ProjectId
@@ -53,6 +55,8 @@ def crop_box(region: Region | LeasedRegion, image: Image | ImageRef,
 
 def region_public(region: Region | LeasedRegion) -> RegionPublic:
     out = RegionPublic.model_validate(region)
+    if out.status == "gold":  # never tell: a gold region reads as a leased one
+        out.status = "leased"
     out.has_prelabel = region.prelabel_path is not None
     return out
 
@@ -78,9 +82,13 @@ def lease(project_id: ProjectId, request: Request, session: SessionDep, token: C
     """Lease the best queued region, or get back the live lease the caller already holds."""
     in_scope(token, project_id)  # no database read: the hot path stays one statement
     settings = request.app.state.settings
+    holding, page = (body.holding, body.page) if body else ([], None)
     try:
-        region = lease_next(session, settings, project_id, token,
-                            holding=body.holding if body else (), now=now)
+        region = None
+        if draw_gold(quality_of(session, project_id)):  # a gold region, if this page may claim one now
+            region = claim_gold(session, settings, project_id, token.id, page, set(holding), now)
+        if region is None:
+            region = lease_next(session, settings, project_id, token, holding=holding, page=page, now=now)
     except QueueError as exc:
         raise http_error(exc) from exc
     if region is None:
@@ -94,7 +102,8 @@ def queue_stats(project_id: ProjectId, session: SessionDep, token: CurrentToken,
     """The queue's counts; per annotator for an admin, only the caller's own line for an annotator."""
     project_or_404(session, project_id, token)
     in_project = Region.project_id == project_id
-    counts = dict(session.execute(select(Region.status, func.count()).where(in_project)
+    told = Region.status != "gold"  # gold regions are never told apart
+    counts = dict(session.execute(select(Region.status, func.count()).where(in_project, told)
                                   .group_by(Region.status)).all())
     live = and_(Region.status == "leased", Region.lease_expires_at > now)
     leased_by = dict(session.execute(select(Region.lease_token_id, func.count()).where(in_project, live)

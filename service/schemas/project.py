@@ -101,6 +101,22 @@ class TrainingSettings(InputModel):
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
+class QualitySettings(InputModel):
+    """How label quality is measured: review, gold regions, consensus (DESIGN §3, label quality)."""
+
+    review: Literal["none", "sample", "all"] = Field(
+        "none", description="Which annotations a reviewer sees; with review on, only accepted or fixed "
+                            "ones feed training and exports.")
+    review_rate: float = Field(0.1, ge=0, le=1, description="Share of annotations reviewed with `sample`.")
+    gold_rate: float = Field(0.0, ge=0, le=1, description="Share of leases that are gold regions.")
+    min_gold_miou: float = Field(0.5, ge=0, le=1, description="An annotator whose mean gold mIoU is below "
+                                                              "this is flagged.")
+    review_flagged: bool = Field(False, description="Send every annotation of a flagged annotator to review.")
+    overlap: int = Field(1, ge=1, le=10, description="Annotators per region on the consensus sample.")
+    overlap_rate: float = Field(0.1, ge=0, le=1,
+                                description="Share of regions given to `overlap` annotators.")
+
+
 class ProjectCreate(InputModel):
     name: str = Field(min_length=1, max_length=200, pattern=r"\S")
     classes: list[ClassDef]
@@ -108,6 +124,7 @@ class ProjectCreate(InputModel):
     ignore_index: Literal[255] = IGNORE
     auto_cycle: AutoCycleSettings = Field(default_factory=AutoCycleSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
 
     @field_validator("classes")
     @classmethod
@@ -124,6 +141,7 @@ class ProjectUpdate(InputModel):
     region: RegionSettings | None = None
     auto_cycle: dict | None = Field(None, description="Merged into the current auto-cycle settings.")
     training: dict | None = None
+    quality: dict | None = Field(None, description="Merged into the current quality settings.")
 
     @field_validator("classes")
     @classmethod
@@ -143,6 +161,12 @@ class ProjectPublic(BaseModel):
     auto_cycle: Annotated[AutoCycleSettings, BeforeValidator(lambda v: {} if v is None else v)] = Field(
         default_factory=AutoCycleSettings)
     training: TrainingSettings
+    quality: QualitySettings = Field(default_factory=QualitySettings)
     created_at: datetime
     updated_at: datetime
     image_count: int = 0
+
+    @field_validator("quality", mode="before")
+    @classmethod
+    def _quality(cls, v):  # projects made before quality settings existed have none stored
+        return QualitySettings() if v is None else v

@@ -11,6 +11,9 @@ class LeaseRequest(InputModel):
     holding: list[LeaseIdItem] = Field(default_factory=list, max_length=8,
                                description="Lease ids the page already holds; a lease other than these "
                                            "is returned (the prefetched next region).")
+    page: str | None = Field(None, min_length=1, max_length=64,
+                             description="This page instance (browser tab): leases belong to a token and a "
+                                         "page, so two tabs never get the same region.")
 
 
 class RegionPublic(BaseModel):

@@ -11,7 +11,7 @@ from service.schemas.common import IdItem, InputModel
 
 class TokenCreate(InputModel):
     name: str = Field(min_length=1, max_length=200, pattern=r"\S")
-    role: Literal["admin", "annotator"] = "annotator"
+    role: Literal["admin", "reviewer", "annotator"] = "annotator"
     projects: list[IdItem] | None = Field(
         None, max_length=1000, description="Project ids an annotator token may see and label; null (the "
         "default) = every project. Admin tokens always cover every project.")

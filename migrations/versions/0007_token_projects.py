@@ -1,7 +1,7 @@
 """token.projects: the project ids an annotator token may use (NULL = every project)
 
-Revision ID: 0006
-Revises: 0005_auto_cycle
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-29 00:40:00
 
 """
@@ -11,8 +11,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision: str = '0006'
-down_revision: Union[str, Sequence[str], None] = '0005_auto_cycle'
+revision: str = '0007'
+down_revision: Union[str, Sequence[str], None] = '0006'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
