@@ -130,7 +130,8 @@ def make_gold(project_id: ProjectId, body: GoldRequest, session: SessionDep, sto
 
 @router.post("/annotations/{annotation_id}/gold", response_model=GoldCreated,
              status_code=status.HTTP_201_CREATED)
-def mark_gold(annotation_id: AnnotationId, session: SessionDep, storage: StorageDep, _: AdminToken) -> GoldCreated:
+def mark_gold(annotation_id: AnnotationId, session: SessionDep, storage: StorageDep,
+              _: AdminToken) -> GoldCreated:
     """A new gold region whose answer is this annotation."""
     ann = _annotation_or_404(session, annotation_id)
     region = gold_from_annotation(session, storage, ann)
