@@ -66,6 +66,12 @@ def prelabel_key(project_id: int, cycle_id: int, index: int) -> str:
     return f"{project_prefix(project_id)}/prelabels/cycle-{int(cycle_id)}/{int(index)}.png"
 
 
+def superpixel_key(project_id: int, image_id: int) -> str:
+    """The engine's SLIC map of a whole image (a .npy of ids, HxW), written by the worker when it first
+    computes it; the annotator page reads the region's crop of it."""
+    return f"{project_prefix(project_id)}/superpixels/{int(image_id)}.npy"
+
+
 class Storage:
     def __init__(self, root: Path | str):
         self.root = Path(root).resolve()
