@@ -13,6 +13,7 @@ from service.masks import encode_mask_png
 from service.models import Image, Region
 from service.routes.deps import region_or_404
 from service.routes.queue import crop_box, region_public
+from service.schemas.common import RegionId
 from service.schemas.queue import RegionPublic
 from service.storage import Storage, StorageDep, superpixel_key
 
@@ -26,8 +27,8 @@ CACHE = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "no
 
 
 @router.get("/{region_id}", response_model=RegionPublic)
-def read_region(region_id: int, session: SessionDep, _: CurrentToken) -> RegionPublic:
-    return region_public(region_or_404(session, region_id))
+def read_region(region_id: RegionId, session: SessionDep, token: CurrentToken) -> RegionPublic:
+    return region_public(region_or_404(session, region_id, token))
 
 
 def _png(img: PILImage.Image) -> bytes:
@@ -38,13 +39,13 @@ def _png(img: PILImage.Image) -> bytes:
 
 @router.get("/{region_id}/crop", response_class=Response,
             responses={200: {"content": {"image/png": {}}}})
-def crop(region_id: int, session: SessionDep, storage: StorageDep, _: CurrentToken,
+def crop(region_id: RegionId, session: SessionDep, storage: StorageDep, token: CurrentToken,
          context: Annotated[int, Query(ge=0, le=MAX_CONTEXT)] = 0) -> Response:
     """The region plus `context` pixels on each side (clipped to the image), as PNG.
 
     `X-Crop-Box: x,y,w,h` says where the crop lies in the image.
     """
-    region = region_or_404(session, region_id)
+    region = region_or_404(session, region_id, token)
     image = session.get(Image, region.image_id)
     x, y, w, h = crop_box(region, image, context)
     with PILImage.open(storage.path(image.path)) as img:
@@ -68,13 +69,14 @@ def _prelabel_array(storage: Storage, region: Region, image: Image) -> np.ndarra
 
 @router.get("/{region_id}/prelabel", response_class=Response,
             responses={200: {"content": {"image/png": {}}}, 404: {"description": "No pre-label."}})
-def prelabel(region_id: int, session: SessionDep, storage: StorageDep, _: CurrentToken) -> Response:
+def prelabel(region_id: RegionId, session: SessionDep, storage: StorageDep,
+             token: CurrentToken) -> Response:
     """The model's prediction for the region: an 8-bit PNG of class ids, exactly the region's size.
 
     404 when the region has no pre-label (e.g. the first cycle before any model): the page starts from
     an all-unlabeled (255) mask then.
     """
-    region = region_or_404(session, region_id)
+    region = region_or_404(session, region_id, token)
     if region.prelabel_path is None or not storage.exists(region.prelabel_path):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"region {region_id} has no pre-label")
     image = session.get(Image, region.image_id)
