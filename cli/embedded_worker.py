@@ -18,6 +18,7 @@ from pathlib import Path
 
 from service.cycles import broker_url
 from service.settings import Settings
+from service.storage import private_file
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class EmbeddedWorker:
         env = {k: v for k, v in os.environ.items() if not k.startswith("S4AL_")}
         env.update(settings_env(self.settings))
         env["S4AL_PARENT_PID"] = str(os.getpid())  # the worker exits if this process disappears
-        with open(self.log_path, "ab") as out:
+        with open(private_file(self.log_path), "ab") as out:
             self.proc = subprocess.Popen(worker_command(self.settings), env=env, stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
@@ -87,8 +88,10 @@ class EmbeddedWorker:
                     self._spawn()
                     self.restarts += 1
 
-    def stop(self, timeout: float = 15.0) -> int | None:
-        """Cold shutdown (SIGQUIT): the worker stops now, without waiting for a cycle to finish."""
+    def stop(self, timeout: float | None = None) -> int | None:
+        """Cold shutdown (SIGQUIT): the worker stops now, without waiting for a cycle to finish; SIGKILL
+        for it and its pool after `timeout` (default: the worker_stop_grace_seconds setting)."""
+        timeout = self.settings.worker_stop_grace_seconds if timeout is None else timeout
         self._stopping.set()
         with self._lock:
             proc = self.proc

@@ -20,22 +20,37 @@ def simulate(
     cycles: Annotated[int, Opt(help="Active-learning cycles per arm.")] = 4,
     initial: Annotated[float, Opt(help="Share of train pixels labeled at the start (random).")] = 0.02,
     budget: Annotated[float, Opt(help="Share of train pixels the oracle labels per cycle.")] = 0.02,
+    budget_per_image: Annotated[int | None, Opt(help="Regions per image per cycle (instead of --budget).")] =
+        None,
     acquisition: Annotated[str, Opt(help="random | least_confidence | entropy | margin.")] = "entropy",
+    class_balance: Annotated[bool, Opt(help="Rank regions with tail classes first.")] = False,
     mix: Annotated[str, Opt(help="classmix | balanced_classmix | cutmix | cowmix | cowout | none.")] =
         "classmix",
-    model: Annotated[str, Opt(help="unet_small | deeplabv3plus_mobilenetv2.")] = "unet_small",
+    model: Annotated[str, Opt(help="unet_small | lraspp_mobilenetv2 | deeplabv3plus_mobilenetv2.")] = \
+        "unet_small",
     iterations: Annotated[int, Opt(help="Training iterations per cycle (N; full also runs 2N).")] = 6000,
+    init: Annotated[str, Opt(help="pretrained (a fresh model each cycle) | previous (warm start).")] =
+        "pretrained",
+    iterations_after_first: Annotated[int | None, Opt(
+        help="With --init previous: iterations of cycles 2.. (default: --iterations).")] = None,
     compare: Annotated[str, Opt(help="Other arms, comma-separated: random,supervised,full.")] =
         "random,supervised,full",
-    region_size: Annotated[int, Opt(help="Grid cell side in pixels.")] = 8,
+    region_kind: Annotated[str, Opt(help="grid | superpixel (SLIC).")] = "grid",
+    region_size: Annotated[int, Opt(help="Grid cell side, or superpixel side, in pixels.")] = 8,
+    annotation: Annotated[str, Opt(help="exact | dominant (a superpixel gets its majority class).")] =
+        "exact",
     batch_size: Annotated[int, Opt(help="Labeled crops per step.")] = 8,
     unlabeled_batch_size: Annotated[int, Opt(help="Unlabeled crops per step (mixed in pairs).")] = 8,
     lr: Annotated[float | None, Opt(help="Learning rate (default: the model's).")] = None,
-    seed: Annotated[int, Opt()] = 0,
+    seed: Annotated[int, Opt(help="First seed (initial regions, training).")] = 0,
+    seeds: Annotated[int, Opt(help="Run every arm with this many seeds; report mean ± std.")] = 1,
+    cost: Annotated[str, Opt(help="The curve's x axis: pixels | corrected | clicks.")] = "pixels",
     device: Annotated[str, Opt(help="auto | cpu | cuda.")] = "auto",
     threads: Annotated[int | None, Opt(help="torch CPU threads (default: torch's choice).")] = None,
     full_check: Annotated[bool, Opt(help="Also train full at 2N to show it converged.")] = True,
-    jobs: Annotated[int, Opt(help="Run the arms in this many processes at once.")] = 1,
+    cache_dir: Annotated[str | None, Opt(help="Cache of full runs ($S4AL_CACHE_DIR or ~/.cache/s4al).")] =
+        None,
+    jobs: Annotated[int, Opt(help="Run the (arm, seed) runs in this many processes at once.")] = 1,
     pseudo_label: Annotated[str, Opt(help="argmax | pseudoseg (PseudoSeg's fused targets).")] = "argmax",
     tags: Annotated[str, Opt(help="none | all: oracle image-level tags for every train image.")] = "none",
     crop_size: Annotated[int | None, Opt(help="Training crop side (default: the model's).")] = None,
@@ -46,12 +61,15 @@ def simulate(
     from worker.simulate import SimulateConfig
 
     cfg = SimulateConfig(dataset=str(dataset_dir), out=str(out), cycles=cycles, initial=initial,
-                         budget=budget, acquisition=acquisition, mix=mix, model=model, iterations=iterations,
+                         budget=budget, budget_per_image=budget_per_image, acquisition=acquisition,
+                         class_balance=class_balance, mix=mix, model=model, iterations=iterations, init=init,
+                         iterations_after_first=iterations_after_first,
                          compare=[a.strip() for a in compare.split(",") if a.strip()],
-                         region_size=region_size, batch_size=batch_size,
-                         unlabeled_batch_size=unlabeled_batch_size, lr=lr, seed=seed, device=device,
-                         full_check=full_check, jobs=jobs, pseudo_label=pseudo_label, tags=tags,
-                         crop_size=crop_size, base_size=base_size)
+                         region_kind=region_kind, region_size=region_size, annotation=annotation,
+                         crop_size=crop_size, base_size=base_size, batch_size=batch_size,
+                         unlabeled_batch_size=unlabeled_batch_size, lr=lr, seed=seed, seeds=seeds,
+                         cost=cost, device=device, full_check=full_check,
+                         cache_dir=cache_dir, jobs=jobs, pseudo_label=pseudo_label, tags=tags)
     try:
         cfg.validate()  # bad arguments fail here, before torch trains anything
     except ValueError as exc:

@@ -21,7 +21,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from service.db import get_session
-from service.models import Token, utcnow
+from service.models import Project, Token, utcnow
+from service.queue import release_token_leases
 from service.schemas.token import TokenPublic
 
 ROLES = ("admin", "reviewer", "annotator")
@@ -67,13 +68,32 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, name: str, role: str) -> str:
-    """Store a new token's hash and return the token itself: the only time it is seen."""
+def create_token(session: Session, name: str, role: str, projects: list[int] | None = None) -> str:
+    """Store a new token's hash and return the token itself: the only time it is seen. `projects`
+    limits an annotator token to those project ids (None = every project); they must exist."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+    if projects is not None:
+        if role == "admin":
+            raise ValueError("an admin token covers every project; project scopes are for annotators")
+        projects = sorted(set(projects))
+        known = set(session.scalars(select(Project.id).where(Project.id.in_(projects))))
+        if missing := [p for p in projects if p not in known]:
+            raise ValueError(f"no project with id {', '.join(map(str, missing))}")
     token = "s4al_" + secrets.token_urlsafe(32)
-    session.add(Token(name=name, role=role, token_hash=hash_token(token)))
+    session.add(Token(name=name, role=role, token_hash=hash_token(token), projects=projects))
     session.commit()
+    return token
+
+
+def revoke_token(session: Session, token_id: int) -> Token | None:
+    """Revoke a token and give its live leases back to the queue at once (not at their expiry)."""
+    token = session.get(Token, token_id)
+    if token is None:
+        return None
+    token.revoked = True
+    session.commit()
+    release_token_leases(session, token_id)
     return token
 
 

@@ -8,7 +8,7 @@ claim it atomically, heartbeat into it, and write their results under a compare-
 
 import logging
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery import Celery
 from sqlalchemy import func, select, update
@@ -162,8 +162,10 @@ def reap_stale_cycles(session: Session, settings: Settings,
         requeue = settings.stale_cycle_action == "requeue" and c.attempts < settings.max_cycle_attempts
         values = (dict(status="queued", worker=None, phase=None, step=0, total=0, loss=None,
                        eta_seconds=None, heartbeat_at=now) if requeue else
-                  dict(status="failed", finished_at=now, eta_seconds=None,
-                       error=lost_worker_error(c.worker, c.heartbeat_at, c.attempts, settings)))
+                  dict(status="failed", finished_at=now, eta_seconds=None, phase=None,
+                       error=lost_worker_error(c.worker, c.heartbeat_at, c.attempts, settings, now,
+                                               f"no heartbeat within the stale time "
+                                               f"({settings.heartbeat_stale_seconds} s)")))
         res = session.execute(update(Cycle).where(Cycle.id == c.id, Cycle.status == "running",
                                                   Cycle.attempts == c.attempts).values(**values))
         if res.rowcount:
@@ -184,11 +186,18 @@ def reap_stale_cycles(session: Session, settings: Settings,
     return done
 
 
-def lost_worker_error(worker: str | None, heartbeat_at, attempts: int, settings: Settings) -> str:
-    why = (f"gave up after {attempts} attempts" if settings.stale_cycle_action == "requeue"
-           else "S4AL_STALE_CYCLE_ACTION=fail")
-    return (f"worker {worker or '?'} was lost: no heartbeat since {heartbeat_at} "
-            f"(stale after {settings.heartbeat_stale_seconds}s); {why}")
+def lost_worker_error(worker: str | None, heartbeat_at: datetime | None, attempts: int, settings: Settings,
+                      now: datetime, why_lost: str) -> str:
+    """The error of a cycle whose worker died: what showed it (`why_lost`), when it last beat and how
+    long before `now` that was, and why it is failed rather than re-queued."""
+    given_up = (f"gave up after {attempts} attempts" if settings.stale_cycle_action == "requeue"
+                else "S4AL_STALE_CYCLE_ACTION=fail")
+    if heartbeat_at is None:
+        last = "it never sent a heartbeat"
+    else:
+        last = (f"last heartbeat {heartbeat_at:%Y-%m-%d %H:%M:%S} UTC, "
+                f"{(now - heartbeat_at).total_seconds():.0f} s before")
+    return f"worker {worker or '?'} was lost: {why_lost}; {last}; {given_up}"
 
 
 def project_cycles(session: Session, project_id: int) -> Iterable[Cycle]:

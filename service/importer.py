@@ -18,7 +18,16 @@ from sqlalchemy.orm import Session
 
 from service.imaging import probe
 from service.labels import add_annotation
-from service.layout import ImageLimits, LayoutError, LayoutItem, read_layout
+from service.layout import (
+    ImageLimits,
+    LayoutError,
+    LayoutItem,
+    UnsafePath,
+    inside,
+    path_problem,
+    read_layout,
+    real_path,
+)
 from service.masks import IGNORE, MaskError, decode_mask_png, encode_mask_png
 from service.models import Annotation, Image, Project
 from service.schemas.project import RegionSettings, TrainingSettings
@@ -46,9 +55,16 @@ class Plan:
 
 
 def resolve_under(path: Path | str, import_root: Path) -> Path:
-    """The real path of `path` (symlinks resolved) if it lies under the real import root, else refuse."""
+    """The real path of `path` (symlinks resolved) if it lies under the real import root, else refuse:
+    403 outside the root, 422 for a path that cannot name a folder (a NUL byte, too long, a loop)."""
+    problem = path_problem(str(path))
+    if problem:
+        raise ImportFailed([f"the path {problem}"])
     root = Path(import_root).resolve()
-    real = Path(path).resolve()
+    try:
+        real = real_path(Path(path))
+    except UnsafePath as exc:
+        raise ImportFailed([f"{str(path)[-200:]}: {exc}"]) from exc
     if real != root and root not in real.parents:
         raise ImportFailed([f"{path}: outside the import root {root} (setting S4AL_IMPORT_ROOT)"], status=403)
     return real
@@ -115,7 +131,7 @@ def _write(session: Session, storage: Storage, plan: Plan, project: Project | No
             session.add(project)
             session.flush()
         for item in plan.items:
-            data = item.image_path.read_bytes()
+            data = _reread(item.image_path, plan.root, "images")
             info = probe(data, 1 << 62, verify=False)  # re-read: the file may have changed since phase 1
             if (info.width, info.height) != (item.width, item.height):
                 raise ImportFailed([f"images/{item.image_path.name}: changed during the import"])
@@ -128,7 +144,8 @@ def _write(session: Session, storage: Storage, plan: Plan, project: Project | No
             written.append(image.path)
             counts[item.split] += 1
             if item.mask_path is not None:
-                _write_mask(session, storage, image, item, len(plan.classes), masks_mode, written, counts)
+                _write_mask(session, storage, plan.root, image, item, len(plan.classes), masks_mode, written,
+                            counts)
         session.commit()
     except BaseException:
         session.rollback()
@@ -141,9 +158,17 @@ def _write(session: Session, storage: Storage, plan: Plan, project: Project | No
             "images": counts["train"] + counts["val"], **counts}
 
 
-def _write_mask(session: Session, storage: Storage, image: Image, item: LayoutItem, num_classes: int,
-                masks_mode: str, written: list[str], counts: dict) -> None:
-    data = item.mask_path.read_bytes()
+def _reread(path: Path, root: Path, folder: str) -> bytes:
+    """Phase 2 reads a file again: checked again, since it may have been swapped for a link since."""
+    try:
+        return inside(path, root).read_bytes()
+    except UnsafePath as exc:
+        raise ImportFailed([f"{folder}/{path.name}: {exc}"]) from exc
+
+
+def _write_mask(session: Session, storage: Storage, root: Path, image: Image, item: LayoutItem,
+                num_classes: int, masks_mode: str, written: list[str], counts: dict) -> None:
+    data = _reread(item.mask_path, root, "masks")
     try:
         mask = decode_mask_png(data, item.width, item.height, num_classes)
     except MaskError as exc:

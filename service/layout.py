@@ -11,11 +11,16 @@ its stems must exist, appear once, and not be in val.txt). Every problem is coll
 in one `LayoutError`, each message naming its file. Every file is checked to lie inside the folder
 before it is read (a link out of the folder is refused, never followed).
 
+Paths are hostile input (an import path comes from an API client): a NUL byte, an over-long name, a
+symlink loop, a FIFO or a huge text file is a problem reported by name, never a crash, a hang or an echo
+of a file's contents. `path_problem` and `real_path` serve the importer's own check of the folder.
+
 Images are checked to their header by default (cheap on a large pool); with `ImageLimits` (the importer)
 each is read whole, checked by content and against the byte and pixel caps, and decoded.
 No database and no torch here.
 """
 
+import errno
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +33,8 @@ from service.schemas.project import MAX_CLASSES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_ERRORS = 50
+MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4096  # Linux's NAME_MAX and PATH_MAX
+MAX_TEXT_BYTES = 1 << 20  # classes.json and a split file: far more than any real one
 _IMAGE_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr")
 _COLOR_HEX = set("0123456789abcdefABCDEF")
 
@@ -94,21 +101,59 @@ def read_layout(root: Path | str, *, masks: bool = True, require_masks: bool = F
     return Layout(root, classes, [items[s] for s in sorted(items)], has_val_split=val is not None)
 
 
-def _inside(path: Path, real_root: Path, rel: str, errors: list[str]) -> bool:
-    """Is the real file (links followed) inside the folder? A loop or a bad name is a problem too."""
+class UnsafePath(ValueError):
+    """A path that cannot be followed safely: a symlink loop, a dangling link, a link out of the folder."""
+
+
+def path_problem(path: str) -> str | None:
+    """Why `path` cannot name a file (a NUL byte, a name or path too long), or None."""
+    if "\x00" in path:
+        return "holds a NUL byte"
+    if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        return f"is longer than {MAX_PATH_BYTES} bytes"
+    if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in path.split("/")):
+        return f"has a name longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def real_path(path: Path, strict: bool = False) -> Path:
+    """`path` with every link resolved; UnsafePath naming the problem otherwise."""
     try:
-        real = path.resolve(strict=True)
-    except (OSError, RuntimeError) as exc:  # a symlink loop, a dangling link, a name too long
-        errors.append(f"{rel}: cannot be resolved ({type(exc).__name__})")
-        return False
-    if real_root not in real.parents:
-        errors.append(f"{rel}: a link that leads outside the dataset folder")
+        return path.resolve(strict=strict)
+    except RuntimeError as exc:  # Python 3.11 reports a symlink loop this way, later ones as OSError
+        raise UnsafePath("a symlink loop") from exc
+    except OSError as exc:
+        raise UnsafePath("a symlink loop" if exc.errno == errno.ELOOP else
+                         f"cannot be resolved ({exc.strerror or type(exc).__name__})") from exc
+
+
+def inside(path: Path, real_root: Path) -> Path:
+    """The real path of a file or folder of the dataset if it lies inside it, else UnsafePath."""
+    real = real_path(path, strict=True)
+    if real != real_root and real_root not in real.parents:
+        raise UnsafePath("a link that leads outside the dataset folder")
+    return real
+
+
+def _inside(path: Path, real_root: Path, rel: str, errors: list[str]) -> bool:
+    """`inside` as a check: a refusal goes to `errors`, naming `rel`."""
+    try:
+        inside(path, real_root)
+    except UnsafePath as exc:
+        errors.append(f"{rel}: {exc}")
         return False
     return True
 
 
 def _read_text(path: Path, real_root: Path, rel: str, errors: list[str]) -> str | None:
+    """A small UTF-8 text file of the dataset; a problem goes to `errors`, never its contents."""
     if not _inside(path, real_root, rel, errors):
+        return None
+    if not path.is_file():  # a FIFO or a device would block or never end
+        errors.append(f"{rel}: not a regular file")
+        return None
+    if path.stat().st_size > MAX_TEXT_BYTES:
+        errors.append(f"{rel}: larger than {MAX_TEXT_BYTES} bytes")
         return None
     try:
         return path.read_text(encoding="utf-8")
@@ -175,14 +220,16 @@ def _read_images(root: Path, real_root: Path, limits: ImageLimits | None,
     if not folder.is_dir():
         errors.append("images/: missing")
         return items
+    if not _inside(folder, real_root, "images/", errors):  # never list a folder outside
+        return items
     for f in sorted(folder.iterdir()):
         if f.name.startswith("."):
             continue
         rel = f"images/{f.name}"
+        if not _inside(f, real_root, rel, errors):
+            continue
         if f.suffix.lower() not in IMAGE_SUFFIXES or not f.is_file():
             errors.append(f"{rel}: not a .png/.jpg/.jpeg file")
-            continue
-        if not _inside(f, real_root, rel, errors):
             continue
         if f.stem in items:
             errors.append(f"{rel}: stem {f.stem!r} already used by images/{items[f.stem].image_path.name}")
@@ -244,14 +291,16 @@ def _read_masks(root: Path, real_root: Path, items: dict[str, LayoutItem], num_c
     if folder.exists() and not folder.is_dir():
         errors.append("masks: not a directory")
         return
+    if folder.is_dir() and not _inside(folder, real_root, "masks/", errors):  # never list a folder outside
+        return
     for f in sorted(folder.iterdir()) if folder.is_dir() else ():
         if f.name.startswith("."):
             continue
         rel = f"masks/{f.name}"
+        if not _inside(f, real_root, rel, errors):
+            continue
         if f.suffix.lower() != ".png" or not f.is_file():
             errors.append(f"{rel}: not a .png file")
-            continue
-        if not _inside(f, real_root, rel, errors):
             continue
         item = items.get(f.stem)
         if item is None:

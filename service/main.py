@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.auth import TokenCache
+from service.errors import install_error_handlers
+from service.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from service.migrate import prepare_embedded
 from service.routes import cycles as cycle_routes
 from service.routes import (
@@ -42,7 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gc.freeze()
         yield
 
-    app = FastAPI(title="s4al", version="0.1.0", lifespan=lifespan)
+    docs = settings.api_docs
+    app = FastAPI(title="s4al", version="0.1.0", lifespan=lifespan,
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None)
     app.state.settings = settings
     app.state.token_cache = TokenCache(settings.token_cache_seconds)
     app.include_router(health.router)
@@ -54,4 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tag_routes.router)
     for module in (queue, leases, regions, export, model, review, quality, pages):
         app.include_router(module.router)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: its headers reach every response
     return app

@@ -13,9 +13,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, create_engine, inspect
+from sqlalchemy import Connection, create_engine, inspect, make_url
 
 from service.models import Base
+from service.storage import private_file
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,12 @@ def prepare_embedded(settings) -> str | None:
     url = settings.sqlalchemy_url
     if not url.startswith("sqlite"):
         return None
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    database = make_url(url).database
+    if database and database != ":memory:":
+        private_file(Path(database))
+    if settings.broker_url is None:  # the embedded broker's SQLite file (service.cycles.broker_url)
+        private_file(settings.data_dir / "broker.sqlite")
     # The API and an embedded worker may start together: one migrates, the other then finds it current.
     with open(settings.data_dir / ".migrate.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -262,6 +262,8 @@ class Token(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The project ids an annotator token may use; NULL = every project (admins are always NULL).
+    projects: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
 
 
 # The lease's server-side function (service/queue_pg.py) belongs to the schema on PostgreSQL: made and

@@ -172,6 +172,23 @@ def _requeue(session: Session, expired: list[tuple[int, str | None]], now: datet
                     execution_options=opts)
 
 
+def release_token_leases(session: Session, token_id: int, now: datetime | None = None) -> int:
+    """End every live lease of a token (revoked) and put its regions back in the queue; committed."""
+    now = now or utcnow()
+    with write_tx(session, durable=False):
+        rows = session.execute(select(Region.id, Region.lease_id).where(
+            Region.status == "leased", Region.lease_token_id == token_id).with_for_update()).all()
+        if rows:
+            opts = {"synchronize_session": False}
+            session.execute(update(Lease).where(Lease.id.in_([lid for _, lid in rows if lid]),
+                                                Lease.state == "active")
+                            .values(state="released", ended_at=now), execution_options=opts)
+            session.execute(update(Region).where(Region.id.in_([rid for rid, _ in rows]))
+                            .values(status="queued", lease_id=None, lease_token_id=None,
+                                    lease_expires_at=None), execution_options=opts)
+    return len(rows)
+
+
 def _live_leases_statement():
     """Leased regions of a project that are expired or held by the token, with their leases' start."""
     return (select(Region, Lease.created_at).join(Lease, Lease.id == Region.lease_id)

@@ -19,6 +19,16 @@ class Settings(BaseSettings):
     import_root: Path = Field(Path("."), description="Dataset folders may only be imported from below here.")
     max_image_pixels: int = Field(40_000_000, description="Uploads with more pixels are refused (413).")
     max_upload_bytes: int = Field(64 * 1024 * 1024, description="Largest accepted file in one upload.")
+    max_upload_request_bytes: int = Field(
+        256 * 1024 * 1024, ge=1, description="Largest multipart request (all its files together); a larger "
+        "one is refused (413) from its Content-Length, before its body is read, or once it streams past.")
+    max_json_bytes: int = Field(1024 * 1024, ge=1, description="Largest request body that is not an upload "
+                                "(JSON); larger ones are refused (413) before they are read or parsed.")
+    body_timeout_seconds: float = Field(30.0, gt=0, description="A request body that stops arriving for "
+                                        "this long is answered 408 and its connection closed.")
+    api_docs: bool = Field(False, description="Serve Swagger UI (/docs) and ReDoc (/redoc). They load their "
+                           "scripts from a CDN, on the origin whose pages keep the token, hence off by "
+                           "default; /openapi.json is always served.")
     lease_ttl_seconds: int = Field(600, description="How long an annotator holds a region.")
     token_cache_seconds: float = Field(
         30.0, ge=0, description="How long an API worker trusts a token it looked up; a token revoked by "
@@ -39,6 +49,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Where `s4al serve` listens.")
     port: int = Field(8000, description="Port of `s4al serve`.")
     public_url: str | None = Field(None, description="URL printed for annotators; default http://host:port.")
+    worker_stop_grace_seconds: float = Field(
+        10.0, gt=0, description="`s4al serve`'s embedded worker: after SIGQUIT (cold shutdown), this long "
+        "to stop before SIGKILL; also when `serve` itself died and the worker notices its parent is gone.")
 
     @property
     def storage_dir(self) -> Path:

@@ -161,6 +161,18 @@ def _syncfs(path: Path) -> None:
     os.sync()
 
 
+def private_file(path: Path) -> Path:
+    """Make sure `path` exists and only its owner may read or write it: the SQLite database (token
+    hashes), the embedded broker and the worker's log are as private as the images. SQLite gives its
+    -wal and -shm files the database's mode; ones left from before are tightened here too."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    for f in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+        if f.exists():
+            os.chmod(f, 0o600)
+    return path
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)

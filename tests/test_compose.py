@@ -127,3 +127,12 @@ def test_api_serves_with_nagle_off_on_the_workers_it_runs():
     assert f'"--http", "{protocol.group(1)}:{protocol.group(2)}", "--loop", "uvloop"' in bench
     assert api["environment"]["WEB_CONCURRENCY"].startswith("${API_WORKERS:-")  # uvicorn's --workers
     assert api["environment"]["S4AL_DATABASE_URL"].startswith("postgresql")  # no embedded migration race
+
+
+def test_the_database_password_must_be_set_and_the_api_binds_to_localhost():
+    text = (ROOT / "docker-compose.yml").read_text()
+    uses = re.findall(r"\$\{POSTGRES_PASSWORD([^}]*)\}", text)
+    assert len(uses) >= 2 and all(u.startswith(":?") for u in uses), uses  # no default password anywhere
+    (published,) = SERVICES["api"]["ports"]
+    with_defaults = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", published)
+    assert with_defaults == "127.0.0.1:8000:8000"

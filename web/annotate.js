@@ -9,6 +9,10 @@ import { bindControls, buildPalette, refreshControls } from "./controls.js";
 import { LabelEditor, parseColor, UNLABELED } from "./editor.js";
 import { Outbox } from "./outbox.js";
 import { decodeGray8, encodeGray8 } from "./png.js";
+import { ClassFinder } from "./keys.js";
+import { Navigator } from "./navigation.js";
+import { installTools } from "./tools/index.js";
+import { fetchSuperpixels, regionShape } from "./tools/superpixels.js";
 import { askForToken } from "./token_dialog.js";
 
 const $ = (id) => document.getElementById(id);
@@ -29,10 +33,11 @@ const state = {
   emptyTimer: null,
   outbox: null,
 };
-let editor;
+let editor, tools, navigator, finder;
 
 function message(text, kind = "info") {
   const box = $("message");
+  if (kind === "error") $("loading").hidden = true;
   box.textContent = text;
   box.className = `message ${kind}`;
   box.hidden = !text;
@@ -86,8 +91,10 @@ async function fetchItem(holding) {
   }
   if (!lease) return null;
   const { w, h } = lease.region;
-  const [bitmap, labels] = await Promise.all([fetchBitmap(lease.crop.url), loadPrelabel(lease, w, h)]);
-  return { lease, bitmap, labels, expiresAt: Date.now() + lease.ttl_seconds * 1000, activeSeconds: 0 };
+  const [bitmap, labels, superpixels] = await Promise.all([
+    fetchBitmap(lease.crop.url), loadPrelabel(lease, w, h),
+    fetchSuperpixels(lease).catch((err) => ({ problem: `superpixels failed to load (${describe(err)})` }))]);
+  return { lease, bitmap, labels, superpixels, expiresAt: Date.now() + lease.ttl_seconds * 1000, activeSeconds: 0 };
 }
 
 async function loadPrelabel(lease, w, h) {
@@ -119,13 +126,17 @@ async function show(item) {
   clearTimeout(state.emptyTimer);
   const { lease } = item;
   $("workspace").hidden = false; // before load: fitting the view needs the viewport's size
+  $("loading").hidden = true;
+  const shape = regionShape(item.superpixels, lease.crop, lease.region);
   editor.load({ bitmap: item.bitmap, crop: lease.crop, region: lease.region, labels: item.labels,
-                colors: state.colors });
+                colors: state.colors, superpixels: item.superpixels, allowed: shape });
+  navigator.showImage(lease.image, (id) => fetchBitmap(`/api/images/${id}/file`));
   const r = lease.region;
+  const kind = r.kind !== "superpixel" ? "" : shape ? " · superpixel (its own shape)" : " · superpixel (box shown: no map)";
   clear($("region-info")).append(
     el("div", {}, "Image ", el("strong", {}, lease.image.stem)),
     el("div", {}, `Region ${r.w}×${r.h} at (${r.x}, ${r.y})`),
-    el("div", {}, `Score ${r.score.toFixed(4)}${r.kind === "superpixel" ? " · superpixel (box shown)" : ""}`),
+    el("div", {}, `Score ${r.score.toFixed(4)}${kind}`),
     el("div", {}, lease.prelabel_url ? "Starts from the model's prediction" : "No prediction yet: starts unlabeled"));
   message("");
   updateCounter();
@@ -152,6 +163,7 @@ function lost(item) {
 
 function showEmpty() {
   state.current = null;
+  $("loading").hidden = true;
   $("workspace").hidden = true;
   message("The queue is empty: no region is waiting to be labeled in this project. New regions arrive " +
           "after the next training cycle; this page checks again every 30 seconds.", "empty");
@@ -316,10 +328,14 @@ async function main() {
   state.page = pageId();
   state.colors = [];
   for (const c of state.project.classes) state.colors[c.id] = parseColor(c.color);
-  editor = new LabelEditor($("viewport"), { onChange: () => refreshControls(editor) });
+  editor = new LabelEditor($("viewport"), { onChange: () => { refreshControls(editor); tools?.refresh(); } });
+  tools = installTools(editor, { message });
+  navigator = new Navigator(editor, $("viewport"), $("minimap"));
+  finder = new ClassFinder($("class-finder-host"), state.project.classes, (c) => editor.setClass(c.id));
   buildPalette(state.project.classes, editor);
   bindControls(editor, state.project.classes, {
-    submit, openSkip, closeSkip, skip, onInput: () => { state.lastActivity = Date.now(); } });
+    submit, openSkip, closeSkip, skip, onInput: () => { state.lastActivity = Date.now(); },
+    onToolKey: (e) => finder.handle(e) || tools.onKey(e) });
   refreshControls(editor);
   state.outbox = new Outbox({ scope: `${location.origin}/${state.project.id}`, send: sendItem,
                               onChange: showOutbox, onAuth: () => askForToken() });

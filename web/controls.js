@@ -1,19 +1,22 @@
-// The annotator page's controls: the class palette, tool buttons, and the keyboard.
+// The annotator page's controls: the class palette, tool buttons, and the keyboard. A class's key is its
+// palette position (web/keys.js), the same rule as on the tagging page.
 
 import { clear, el } from "./common.js";
+import { classIndexOfKey, classKeyLabel } from "./keys.js";
 
 const $ = (id) => document.getElementById(id);
 
 export function buildPalette(classes, editor) {
   const list = clear($("palette"));
-  for (const c of classes) {
+  classes.forEach((c, index) => {
     const swatch = el("span", { class: "swatch" });
     swatch.style.background = c.color;
-    const item = el("li", {}, el("button", { type: "button", "data-class": c.id, title: `${c.name} (${c.id})` },
-      el("kbd", {}, c.id <= 9 ? String(c.id) : " "), swatch, el("span", { class: "name" }, c.name)));
+    const key = classKeyLabel(index);
+    const item = el("li", {}, el("button", { type: "button", "data-class": c.id, title: `${c.name} (key ${key || "/name"})` },
+      el("kbd", {}, key || "/"), swatch, el("span", { class: "name" }, c.name)));
     item.firstChild.addEventListener("click", () => editor.setClass(c.id));
     list.append(item);
-  }
+  });
 }
 
 export function refreshControls(editor) {
@@ -31,7 +34,8 @@ function toggleHelp(show) {
   $("help").hidden = show === undefined ? !$("help").hidden : !show;
 }
 
-/** Keys and buttons. `actions`: {submit, openSkip, closeSkip, skip(reason), onInput}. */
+/** Keys and buttons. `actions`: {submit, openSkip, closeSkip, skip(reason), onInput, onToolKey(e)};
+ * `onToolKey` (the painting tools' and class finder's keys) goes first and returns true when it took the key. */
 export function bindControls(editor, classes, actions) {
   const onKey = (e) => {
     actions.onInput();
@@ -45,6 +49,13 @@ export function bindControls(editor, classes, actions) {
       return; // Enter submits the form
     }
     if (e.target instanceof HTMLInputElement && e.target.type !== "range" && e.target.type !== "checkbox") return;
+    if ($("help").hidden && actions.onToolKey?.(e)) return;
+    const classIndex = classIndexOfKey(e);
+    if (classIndex >= 0 && $("help").hidden) {
+      e.preventDefault();
+      if (classes[classIndex]) editor.setClass(classes[classIndex].id);
+      return;
+    }
     const key = e.key, lower = key.toLowerCase();
     if ((e.ctrlKey || e.metaKey) && lower === "z") {
       e.preventDefault();
@@ -56,15 +67,11 @@ export function bindControls(editor, classes, actions) {
     if (key === "?") { e.preventDefault(); toggleHelp(); return; }
     if (key === "Escape") { toggleHelp(false); return; }
     if (!$("help").hidden) return;
-    if (/^[0-9]$/.test(key)) {
-      const id = Number(key);
-      if (id < classes.length) editor.setClass(id);
-    } else if (lower === "b") editor.setTool("brush");
+    if (lower === "b") editor.setTool("brush");
     else if (lower === "e") editor.setTool("eraser");
     else if (lower === "f") editor.setTool("fill");
     else if (key === "[") editor.setSize(editor.size - 1);
     else if (key === "]") editor.setSize(editor.size + 1);
-    else if (lower === "h") editor.toggleOverlay();
     else if (key === "+" || key === "=") editor.zoomBy(1.25);
     else if (key === "-") editor.zoomBy(0.8);
     else if (lower === "r") editor.fit();

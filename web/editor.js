@@ -1,6 +1,9 @@
 // The label editor: layered canvases as in js-segment-annotator, all at the crop's pixel size and
-// scaled together by CSS (pixelated): image, context dim, labels, cursor. Labels are class ids in a
-// Uint8Array of exactly the region's size (255 = unlabeled), so painting can never leave the region.
+// scaled together by CSS (pixelated): image, context dim, pre-label (pixels that still hold the model's
+// guess), labels (what the annotator changed), superpixel boundaries, tool overlay, cursor. Labels are
+// class ids in a Uint8Array of exactly the region's size (255 = unlabeled), so painting can never leave
+// the region; `allowed` narrows that to a superpixel region's own shape. Tools other than the brush,
+// eraser and fill are plug-ins (web/tools/*.js) that get the pointer in region pixels.
 
 export const UNLABELED = 255;
 export const HISTORY_LIMIT = 50;
@@ -27,10 +30,12 @@ export class LabelEditor {
     this.viewport = viewport;
     this.stage = document.createElement("div");
     this.stage.className = "stage";
-    this.layers = { image: layer("image"), dim: layer("dim"), label: layer("label"), cursor: layer("cursor") };
+    this.layers = { image: layer("image"), dim: layer("dim"), prelabel: layer("prelabel"), label: layer("label"),
+                    superpixels: layer("superpixels"), tool: layer("tool"), cursor: layer("cursor") };
     this.outline = document.createElement("div");
     this.outline.className = "region-outline";
-    this.stage.append(this.layers.image, this.layers.dim, this.layers.label, this.outline, this.layers.cursor);
+    const { image, dim, prelabel, label, superpixels, tool, cursor } = this.layers;
+    this.stage.append(image, dim, prelabel, label, superpixels, this.outline, tool, cursor);
     viewport.append(this.stage);
     this.onChange = onChange;
     this.tool = "brush";
@@ -39,6 +44,9 @@ export class LabelEditor {
     this.zoom = 1;
     this.opacity = 0.5;
     this.overlayVisible = true;
+    this.prelabelVisible = true;
+    this.plugins = {};
+    this.allowed = null;
     this.colors = [];
     this.labels = null;
     this.undoStack = [];
@@ -49,13 +57,18 @@ export class LabelEditor {
   }
 
   /** Show a region: `bitmap` is the crop, `crop`/`region` boxes in image pixels, `labels` its start. */
-  load({ bitmap, crop, region, labels, colors }) {
+  load({ bitmap, crop, region, labels, colors, allowed = null, superpixels = null }) {
     this.crop = crop;
     this.region = region;
     this.ox = region.x - crop.x;
     this.oy = region.y - crop.y;
     this.colors = colors;
+    this.allowed = allowed;
+    this.superpixels = superpixels;
+    if (allowed) for (let i = 0; i < labels.length; i++) if (!allowed[i]) labels[i] = UNLABELED;
     this.labels = labels;
+    this.prelabel = labels.slice();
+    this.stroke = null;
     this.strokes = 0;
     this.undoStack = [];
     this.redoStack = [];
@@ -63,12 +76,13 @@ export class LabelEditor {
       canvas.width = crop.w;
       canvas.height = crop.h;
     }
-    this.layers.image.getContext("2d").drawImage(bitmap, 0, 0);
-    const dim = this.layers.dim.getContext("2d");
-    dim.fillStyle = "rgba(0, 0, 0, 0.6)";
-    dim.fillRect(0, 0, crop.w, crop.h);
-    dim.clearRect(this.ox, this.oy, region.w, region.h);
+    const ctx = this.layers.image.getContext("2d", { willReadFrequently: true });
+    ctx.drawImage(bitmap, 0, 0);
+    this.pixels = ctx.getImageData(this.ox, this.oy, region.w, region.h).data; // the wand reads colours
+    this._drawDim();
     this.labelImage = new ImageData(region.w, region.h);
+    this.prelabelImage = new ImageData(region.w, region.h);
+    for (const p of Object.values(this.plugins)) p.load?.();
     this._render(0, 0, region.w, region.h);
     this._applyOpacity();
     this.fit();
@@ -105,6 +119,18 @@ export class LabelEditor {
     this.setZoom(this.zoom * factor, anchor);
   }
 
+  /** Dim the context, and inside the box whatever a superpixel region leaves out. */
+  _drawDim() {
+    const { w, h } = this.region, dim = this.layers.dim.getContext("2d");
+    dim.fillStyle = "rgba(0, 0, 0, 0.6)";
+    dim.fillRect(0, 0, this.crop.w, this.crop.h);
+    dim.clearRect(this.ox, this.oy, w, h);
+    if (!this.allowed) return;
+    const shade = new ImageData(w, h);
+    for (let i = 0; i < w * h; i++) if (!this.allowed[i]) shade.data[4 * i + 3] = 153;
+    dim.putImageData(shade, this.ox, this.oy);
+  }
+
   setOpacity(value) {
     this.opacity = value;
     this._applyOpacity();
@@ -116,15 +142,64 @@ export class LabelEditor {
     this.onChange();
   }
 
+  /** Hide or show only the untouched model guess (the annotator's own paint stays). */
+  togglePrelabel() {
+    this.prelabelVisible = !this.prelabelVisible;
+    this._applyOpacity();
+    this.onChange();
+  }
+
   _applyOpacity() {
-    this.layers.label.style.opacity = this.overlayVisible ? String(this.opacity) : "0";
+    const shown = (visible) => (this.overlayVisible && visible ? String(this.opacity) : "0");
+    this.layers.label.style.opacity = shown(true);
+    this.layers.prelabel.style.opacity = shown(this.prelabelVisible);
+    this.layers.superpixels.style.opacity = this.overlayVisible ? "" : "0";
   }
 
   // ---- tools ----
+  /** A plug-in tool: {down(p, e), move(p, e), up(p, e), key(e), cancel(), load()}, all optional. */
+  addTool(name, plugin) {
+    this.plugins[name] = plugin;
+  }
+
   setTool(tool) {
+    if (tool !== this.tool) this.plugins[this.tool]?.cancel?.();
     this.tool = tool;
     this._drawCursor();
     this.onChange();
+  }
+
+  /** The class under a region pixel, or null (outside, or unlabeled). */
+  classAt(p) {
+    const { w, h } = this.region;
+    if (!this.labels || p.x < 0 || p.y < 0 || p.x >= w || p.y >= h) return null;
+    const v = this.labels[p.y * w + p.x];
+    return v === UNLABELED ? null : v;
+  }
+
+  /** Set every pixel where `selection` is non-zero (region-sized) to `value`, as one undo step. */
+  applySelection(selection, value = this.paintValue) {
+    const before = this.labels.slice();
+    let changed = 0;
+    for (let i = 0; i < selection.length; i++) {
+      if (!selection[i] || this.labels[i] === value || (this.allowed && !this.allowed[i])) continue;
+      this.labels[i] = value;
+      changed++;
+    }
+    if (!changed) return 0;
+    this._pushUndo(before);
+    this._render(0, 0, this.region.w, this.region.h);
+    this.onChange();
+    return changed;
+  }
+
+  /** Drop the stroke in progress (a second finger turned it into a pinch). */
+  cancelStroke() {
+    this.plugins[this.tool]?.cancelStroke?.();
+    if (!this.stroke) return;
+    this.labels.set(this.stroke.before);
+    this.stroke = null;
+    this._render(0, 0, this.region.w, this.region.h);
   }
 
   setClass(id) {
@@ -137,6 +212,10 @@ export class LabelEditor {
     this.size = Math.max(1, Math.min(64, Math.round(size)));
     this._drawCursor();
     this.onChange();
+  }
+
+  brushFootprint() {
+    return brushOffsets(this.size);
   }
 
   get paintValue() {
@@ -178,7 +257,14 @@ export class LabelEditor {
       e.preventDefault();
       c.setPointerCapture(e.pointerId);
       const p = this._regionPoint(e);
-      this.strokes += 1; // effort: every press on the region, brush stroke or fill
+      if (e.altKey) { // pick the class under the cursor, as in an image editor's eyedropper
+        const v = this.classAt(p);
+        if (v !== null) this.setClass(v);
+        return;
+      }
+      this.strokes += 1; // effort: every press on the region, with any tool
+      const plugin = this.plugins[this.tool];
+      if (plugin) { plugin.down?.(p, e); return; }
       if (this.tool === "fill") {
         const before = this.labels.slice();
         if (this._fill(p.x, p.y, this.classId)) {
@@ -194,13 +280,15 @@ export class LabelEditor {
       if (!this.labels) return;
       const p = this._regionPoint(e);
       this.hover = p;
+      this.plugins[this.tool]?.move?.(p, e);
       if (this.stroke) {
         this._line(this.stroke.last, p);
         this.stroke.last = p;
       }
       this._drawCursor();
     });
-    const end = () => {
+    const end = (e) => {
+      if (this.plugins[this.tool] && e.type === "pointerup") this.plugins[this.tool].up?.(this._regionPoint(e), e);
       if (!this.stroke) return;
       if (this.stroke.changed) {
         this._pushUndo(this.stroke.before);
@@ -230,13 +318,13 @@ export class LabelEditor {
   }
 
   _stamp(x, y) {
-    const { w, h } = this.region, value = this.paintValue;
+    const { w, h } = this.region, value = this.paintValue, allowed = this.allowed;
     let x0 = w, y0 = h, x1 = -1, y1 = -1;
     for (const [dx, dy] of brushOffsets(this.size)) {
       const px = x + dx, py = y + dy;
       if (px < 0 || py < 0 || px >= w || py >= h) continue; // never outside the region
       const i = py * w + px;
-      if (this.labels[i] === value) continue;
+      if (this.labels[i] === value || (allowed && !allowed[i])) continue;
       this.labels[i] = value;
       this.stroke.changed = true;
       x0 = Math.min(x0, px); y0 = Math.min(y0, py); x1 = Math.max(x1, px); y1 = Math.max(y1, py);
@@ -263,7 +351,7 @@ export class LabelEditor {
     const { w, h } = this.region;
     if (x < 0 || y < 0 || x >= w || y >= h) return false;
     const target = this.labels[y * w + x];
-    if (target === value) return false;
+    if (target === value || (this.allowed && !this.allowed[y * w + x])) return false;
     const queue = new Int32Array(w * h);
     let head = 0, tail = 0;
     queue[tail++] = y * w + x;
@@ -272,7 +360,7 @@ export class LabelEditor {
       const i = queue[head++], px = i % w, py = (i - px) / w;
       const next = [px > 0 ? i - 1 : -1, px < w - 1 ? i + 1 : -1, py > 0 ? i - w : -1, py < h - 1 ? i + w : -1];
       for (const j of next) {
-        if (j >= 0 && this.labels[j] === target) {
+        if (j >= 0 && this.labels[j] === target && (!this.allowed || this.allowed[j])) {
           this.labels[j] = value;
           queue[tail++] = j;
         }
@@ -284,15 +372,20 @@ export class LabelEditor {
 
   // ---- drawing ----
   _render(x0, y0, rw, rh) {
-    const { w } = this.region, px = this.labelImage.data;
+    // A pixel that still holds the pre-label's class is drawn on the pre-label layer, any other on the
+    // label layer: so H can hide the model's guess and leave the annotator's work in view.
+    const { w } = this.region, own = this.labelImage.data, guess = this.prelabelImage.data;
     for (let y = y0; y < y0 + rh; y++) {
       for (let x = x0; x < x0 + rw; x++) {
-        const v = this.labels[y * w + x], o = 4 * (y * w + x), c = this.colors[v];
+        const i = y * w + x, v = this.labels[i], o = 4 * i, c = this.colors[v];
+        const px = v === this.prelabel[i] ? guess : own, other = px === own ? guess : own;
+        other[o + 3] = 0;
         if (v === UNLABELED || !c) { px[o + 3] = 0; continue; }
         px[o] = c[0]; px[o + 1] = c[1]; px[o + 2] = c[2]; px[o + 3] = 255;
       }
     }
     this.layers.label.getContext("2d").putImageData(this.labelImage, this.ox, this.oy, x0, y0, rw, rh);
+    this.layers.prelabel.getContext("2d").putImageData(this.prelabelImage, this.ox, this.oy, x0, y0, rw, rh);
   }
 
   _drawCursor() {
@@ -300,7 +393,8 @@ export class LabelEditor {
     ctx.clearRect(0, 0, c.width, c.height);
     if (!this.hover || !this.crop) return;
     const { x, y } = this.hover;
-    const offsets = this.tool === "fill" ? [[0, 0]] : brushOffsets(this.size);
+    const point = this.tool === "fill" || this.plugins[this.tool]?.pointCursor;
+    const offsets = point ? [[0, 0]] : brushOffsets(this.size);
     ctx.fillStyle = this.tool === "eraser" ? "rgba(255, 255, 255, 0.55)" : "rgba(255, 255, 0, 0.55)";
     for (const [dx, dy] of offsets) ctx.fillRect(this.ox + x + dx, this.oy + y + dy, 1, 1);
   }

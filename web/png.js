@@ -54,10 +54,18 @@ function paeth(a, b, c) {
 
 /** Decode an 8-bit grey or palette PNG to {width, height, data} (palette: the indices themselves). */
 export async function decodeGray8(buffer) {
+  const png = await decodeGray(buffer);
+  if (png.depth !== 8) throw new Error(`unsupported PNG (bit depth ${png.depth})`);
+  return png;
+}
+
+/** Decode an 8- or 16-bit grey (or 8-bit palette) PNG to {width, height, depth, data}: data is a
+ * Uint8Array or, for 16 bits, a Uint16Array of the samples (superpixel ids may need 16 bits). */
+export async function decodeGray(buffer) {
   const bytes = new Uint8Array(buffer);
   for (let i = 0; i < 8; i++) if (bytes[i] !== SIGNATURE[i]) throw new Error("not a PNG");
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let width = 0, height = 0;
+  let width = 0, height = 0, depth = 8;
   const parts = [];
   for (let pos = 8; pos + 8 <= bytes.length;) {
     const length = view.getUint32(pos);
@@ -66,9 +74,11 @@ export async function decodeGray8(buffer) {
     if (type === "IHDR") {
       width = view.getUint32(pos + 8);
       height = view.getUint32(pos + 12);
-      const [depth, colour, , , interlace] = data.subarray(8, 13);
-      if (depth !== 8 || (colour !== 0 && colour !== 3) || interlace !== 0) {
-        throw new Error(`unsupported PNG (bit depth ${depth}, colour type ${colour}, interlace ${interlace})`);
+      const [bits, colour, , , interlace] = data.subarray(8, 13);
+      depth = bits;
+      const ok = (bits === 8 && (colour === 0 || colour === 3)) || (bits === 16 && colour === 0);
+      if (!ok || interlace !== 0) {
+        throw new Error(`unsupported PNG (bit depth ${bits}, colour type ${colour}, interlace ${interlace})`);
       }
     } else if (type === "IDAT") parts.push(data);
     else if (type === "IEND") break;
@@ -79,18 +89,22 @@ export async function decodeGray8(buffer) {
   let offset = 0;
   for (const p of parts) { joined.set(p, offset); offset += p.length; }
   const raw = await pipe(joined, new DecompressionStream("deflate"));
-  const out = new Uint8Array(width * height);
+  const bpp = depth / 8, stride = width * bpp; // filters work on bytes, `bpp` bytes to the left
+  const out = new Uint8Array(stride * height);
   for (let y = 0; y < height; y++) {
-    const filter = raw[y * (width + 1)];
-    const src = raw.subarray(y * (width + 1) + 1, (y + 1) * (width + 1));
-    const row = out.subarray(y * width, (y + 1) * width);
-    const up = y > 0 ? out.subarray((y - 1) * width, y * width) : new Uint8Array(width);
-    for (let x = 0; x < width; x++) {
-      const a = x > 0 ? row[x - 1] : 0, b = up[x], c = x > 0 ? up[x - 1] : 0;
+    const filter = raw[y * (stride + 1)];
+    const src = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
+    const row = out.subarray(y * stride, (y + 1) * stride);
+    const up = y > 0 ? out.subarray((y - 1) * stride, y * stride) : new Uint8Array(stride);
+    for (let x = 0; x < stride; x++) {
+      const a = x >= bpp ? row[x - bpp] : 0, b = up[x], c = x >= bpp ? up[x - bpp] : 0;
       const predictor = filter === 0 ? 0 : filter === 1 ? a : filter === 2 ? b
         : filter === 3 ? (a + b) >> 1 : paeth(a, b, c);
       row[x] = (src[x] + predictor) & 0xff;
     }
   }
-  return { width, height, data: out };
+  if (depth === 8) return { width, height, depth, data: out };
+  const wide = new Uint16Array(width * height); // PNG samples are big-endian
+  for (let i = 0; i < wide.length; i++) wide[i] = (out[2 * i] << 8) | out[2 * i + 1];
+  return { width, height, depth, data: wide };
 }

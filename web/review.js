@@ -6,6 +6,7 @@
 import { api, apiFetch, ApiError, clear, el, fetchBitmap, formatSeconds, requireToken } from "./common.js";
 import { buildPalette, refreshControls } from "./controls.js";
 import { LabelEditor, parseColor, UNLABELED } from "./editor.js";
+import { classIndexOfKey } from "./keys.js";
 import { decodeGray8, encodeGray8 } from "./png.js";
 
 const $ = (id) => document.getElementById(id);
@@ -123,7 +124,8 @@ function onKey(e) {
   const lower = e.key.toLowerCase();
   if ((e.ctrlKey || e.metaKey) && lower === "z") { e.preventDefault(); if (e.shiftKey) editor.redo(); else editor.undo(); return; }
   if (e.ctrlKey || e.metaKey || e.altKey) return;
-  if (/^[0-9]$/.test(e.key) && Number(e.key) < state.project.classes.length) editor.setClass(Number(e.key));
+  const classIndex = classIndexOfKey(e); // the palette position, as on every page (web/keys.js)
+  if (classIndex >= 0) { if (state.project.classes[classIndex]) editor.setClass(state.project.classes[classIndex].id); }
   else if (lower === "a") accept();
   else if (lower === "r") openReject();
   else if (lower === "x") fix();

@@ -1,11 +1,13 @@
-// Tagging mode: the whole image, the class palette as toggle buttons (click, or keys 1-9 and 0),
+// Tagging mode: the whole image, the class palette as toggle buttons (click, or the class keys of
+// web/keys.js: the palette position 1-9 and 0, Shift for 11-20, / then a name),
 // Enter submits, S skips. Images come in the order of the image classifier's uncertainty
 // (GET /api/projects/{id}/tagging/next); a PUT stores the complete list of classes present.
 
 import { api, apiFetch, el, requireToken } from "./common.js";
+import { classIndexOfKey, classKeyLabel, ClassFinder } from "./keys.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { project: null, image: null, pressed: new Set(), skipped: [], busy: false };
+const state = { project: null, image: null, pressed: new Set(), skipped: [], busy: false, finder: null };
 
 function setStatus(text, isError = false) {
   $("status").textContent = text;
@@ -18,7 +20,7 @@ function buildPalette(classes) {
     swatch.style.background = cls.color;  // CSSOM, allowed by the page's CSP (no inline style attribute)
     return el("button", { type: "button", "aria-pressed": "false", dataset: { classId: String(cls.id) },
                           onclick: () => toggle(cls.id) },
-      swatch, el("span", {}, cls.name), index < 10 ? el("kbd", {}, String((index + 1) % 10)) : null);
+      swatch, el("span", {}, cls.name), el("kbd", {}, classKeyLabel(index) || "/"));
   }));
 }
 
@@ -96,18 +98,20 @@ const skip = () => run(async () => {
 
 function onKey(event) {
   if ($("tagger").hidden || event.target.tagName === "INPUT" || event.ctrlKey || event.metaKey) return;
-  if (event.key === "Enter") {
+  if (state.finder.handle(event)) return;
+  const index = classIndexOfKey(event);
+  if (index >= 0) {
+    const cls = state.project.classes[index];
+    if (cls) {
+      event.preventDefault();
+      toggle(cls.id);
+    }
+  } else if (event.key === "Enter") {
     event.preventDefault();
     submit();
   } else if (event.key === "s" || event.key === "S") {
     event.preventDefault();
     skip();
-  } else if (/^[0-9]$/.test(event.key)) {
-    const cls = state.project.classes[(Number(event.key) + 9) % 10];  // 1..9, then 0 for the tenth
-    if (cls) {
-      event.preventDefault();
-      toggle(cls.id);
-    }
   }
 }
 
@@ -122,6 +126,7 @@ async function main() {
   $("dashboard-link").href = `/projects/${state.project.id}`;
   document.title = `s4al · tag · ${state.project.name}`;
   buildPalette(state.project.classes);
+  state.finder = new ClassFinder($("class-finder-host"), state.project.classes, (cls) => toggle(cls.id));
   document.addEventListener("keydown", onKey);
   $("submit").addEventListener("click", submit);
   $("skip").addEventListener("click", skip);

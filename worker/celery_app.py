@@ -22,6 +22,8 @@ Reliability of long jobs:
 import logging
 import os
 import signal
+import threading
+import time
 
 from celery import Celery, bootsteps
 from celery.signals import worker_init, worker_process_init
@@ -100,9 +102,36 @@ class ParentWatch(bootsteps.StartStopStep):
 
 
 def _exit_if_orphaned(parent: int) -> None:
-    if os.getppid() != parent:
-        log.warning("the s4al process that started this worker (pid %s) is gone; shutting down", parent)
+    if os.getppid() != parent and not _orphaned.is_set():
+        _orphaned.set()
+        grace = get_settings().worker_stop_grace_seconds
+        log.warning("the s4al process that started this worker (pid %s) is gone; shutting down (killed "
+                    "in %.0f s if still running)", parent, grace)
+        # A cold shutdown can hang in the pool's termination while a child is mid-cycle; nobody is
+        # left to escalate, so a daemon thread does: SIGKILL for the worker and its pool after the grace.
+        threading.Thread(target=_kill_group_after, args=(grace,), name="orphan-kill", daemon=True).start()
         os.kill(os.getpid(), signal.SIGQUIT)  # cold shutdown, as serve itself would ask
+
+
+_orphaned = threading.Event()
+
+
+def _kill_group_after(grace: float) -> None:
+    time.sleep(grace)
+    log.error("still running %.0f s after the cold shutdown began; killing the worker and its pool", grace)
+    if os.getpgrp() == os.getpid():  # serve starts the worker as its own process group's leader
+        os.killpg(os.getpid(), signal.SIGKILL)
+    for child in _children(os.getpid()):
+        os.kill(child, signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
 
 
 def reap_once() -> list:

@@ -72,16 +72,19 @@ def _pid_gone(pid: int) -> bool:
         return False
 
 
-def holder_is_dead(cycle: Cycle, settings: Settings, me: str) -> bool:
+def why_holder_is_dead(cycle: Cycle, settings: Settings, me: str) -> str | None:
+    """Why the worker recorded on a running cycle is surely gone, or None while it may be alive."""
     beat = cycle.heartbeat_at or cycle.started_at or cycle.created_at
     if beat is not None and utcnow() - beat > timedelta(seconds=settings.heartbeat_stale_seconds):
-        return True
+        return f"its heartbeat is older than the stale time ({settings.heartbeat_stale_seconds} s)"
     if not cycle.worker:
-        return False
+        return None
     if cycle.worker == me:  # we are starting now, so the attempt recorded under our name is over
-        return True
+        return "its process was restarted"
     host, _, pid = cycle.worker.rpartition(":")
-    return host == socket.gethostname() and pid.isdigit() and _pid_gone(int(pid))
+    if host == socket.gethostname() and pid.isdigit() and _pid_gone(int(pid)):
+        return f"its process {pid} is gone"
+    return None
 
 
 def claim_cycle(session: Session, settings: Settings, cycle_id: int, me: str) -> Claim | None:
@@ -91,14 +94,17 @@ def claim_cycle(session: Session, settings: Settings, cycle_id: int, me: str) ->
         log.warning("cycle %s does not exist; message dropped", cycle_id)
         return None
     seen_status, seen_attempts = cycle.status, cycle.attempts
-    if seen_status == "running" and holder_is_dead(cycle, settings, me):
+    dead = why_holder_is_dead(cycle, settings, me) if seen_status == "running" else None
+    if dead:
         if settings.stale_cycle_action == "fail" or seen_attempts >= settings.max_cycle_attempts:
             from service.cycles import lost_worker_error
 
+            now = utcnow()
             session.execute(update(Cycle).where(
                 Cycle.id == cycle_id, Cycle.status == "running", Cycle.attempts == seen_attempts).values(
-                status="failed", finished_at=utcnow(), eta_seconds=None,
-                error=lost_worker_error(cycle.worker, cycle.heartbeat_at, seen_attempts, settings)))
+                status="failed", finished_at=now, eta_seconds=None, phase=None,
+                error=lost_worker_error(cycle.worker, cycle.heartbeat_at, seen_attempts, settings, now,
+                                        dead)))
             session.commit()
             return None
     elif seen_status != "queued":
@@ -174,6 +180,7 @@ class Heartbeat:
 
 
 def _finish(sessions: sessionmaker, claim: Claim, **values) -> bool:
+    values.setdefault("phase", None)  # a finished cycle is in no phase
     with sessions() as s:
         res = s.execute(update(Cycle).where(*_mine(claim)).values(finished_at=utcnow(), eta_seconds=None,
                                                                   **values))

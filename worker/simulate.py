@@ -1,18 +1,20 @@
-"""`s4al simulate`: the active-learning loop against an oracle annotator, several arms in one run.
+"""`s4al simulate`: the active-learning loop against an oracle annotator, several arms, several seeds.
 
-The oracle reveals the ground-truth pixels of each selected region. Every arm starts from the same
-initial labels (random grid regions covering `initial` of the train pixels) and adds `budget` per cycle:
+The oracle labels each selected region (its ground truth, or with `annotation="dominant"` its majority
+class). For each seed, every arm starts from the same initial labels (random regions covering `initial`
+of the train pixels) and adds `budget` per cycle (or `budget_per_image` regions per image):
 - `s4al`: the chosen acquisition metric and mix mode;
 - `random`: random regions, same mix (what the acquisition metric buys);
 - `supervised`: the chosen acquisition, no unlabeled loss (what semi-supervision buys);
-- `full`: every train pixel labeled, supervised, at N and 2N iterations (is the reference converged?).
-Row i of an arm reports the model trained in cycle i on the labels it had then.
+- `full`: every train pixel labeled, supervised, at N and 2N iterations (is the reference converged?),
+  at the first seed, cached on disk (worker/simulate_full.py).
+Row i of an arm reports the model trained in cycle i on the labels it had then, and what those labels
+cost the annotator so far (worker/simulate_oracle.py); seeds are folded into mean ± std per cycle.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,6 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from service.masks import IGNORE
+from worker.simulate_full import cached_full, run_full
+from worker.simulate_oracle import ANNOTATIONS, labeled_fraction, pool_clicks, reveal
+from worker.simulate_report import COSTS, aggregate, format_table, plot_curve, targets
 
 ARMS = ("s4al", "random", "supervised", "full")
 
@@ -32,62 +37,89 @@ class SimulateConfig:
     cycles: int = 4
     initial: float = 0.02
     budget: float = 0.02
+    budget_per_image: int | None = None  # regions per image per cycle instead of the global share
     acquisition: str = "entropy"
+    class_balance: bool = False
     mix: str = "classmix"
     model: str = "unet_small"
     # The smallest N at which `full` is converged on fashion-scenes 64 (N vs 2N: 36.28 vs 36.41 mIoU).
     iterations: int = 6000
+    init: str = "pretrained"  # pretrained: a fresh model each cycle | previous: warm start from the last
+    iterations_after_first: int | None = None  # with init previous: fine-tuning steps of cycles 2..
     compare: list[str] = field(default_factory=lambda: ["random", "supervised", "full"])
+    region_kind: str = "grid"
     region_size: int = 8
+    annotation: str = "exact"  # exact | dominant (superpixels: their majority class, one click)
+    crop_size: int | None = None  # None: the model's default (worker/engine/config.py)
     batch_size: int = 8
     unlabeled_batch_size: int = 8
     lr: float | None = None
     seed: int = 0
+    seeds: int = 1  # every arm runs with seeds seed, seed+1, ...
+    cost: str = "pixels"  # the curve's x axis: pixels | corrected | clicks
     device: str = "auto"
     full_check: bool = True  # also train `full` at 2N iterations
-    jobs: int = 1  # arms run in this many processes at once (each with the caller's torch threads)
-    crop_size: int | None = None  # None: the model's default (TrainConfig)
-    base_size: int | None = None  # None: the model's default (TrainConfig)
-    # --- PseudoSeg ---
+    cache_dir: str | None = None  # of the full runs; None: $S4AL_CACHE_DIR or ~/.cache/s4al
+    jobs: int = 1  # (seed, arm) runs in this many processes at once (each with the caller's torch threads)
+    base_size: int | None = None  # None: the model's default (worker/engine/config.py)
     pseudo_label: str = "argmax"  # argmax | pseudoseg: the targets of the arms that mix (s4al, random)
     tags: str = "none"  # none | all: oracle image-level tags (the ground truth's classes) for every image
-    # --- end PseudoSeg ---
 
     def validate(self) -> None:
         """Every argument, before any data is read or any model trained."""
-        from worker.engine.acquisition import check_metric
         from worker.engine.trainer import MIX_MODES
 
-        check_metric(self.acquisition)
         if self.mix not in MIX_MODES:
             raise ValueError(f"unknown mix mode {self.mix!r}; expected one of {', '.join(MIX_MODES)}")
         for name in ("initial", "budget"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0.0 < value <= 1.0):
                 raise ValueError(f"--{name} must be in (0, 1], got {value!r}")
-        if self.cycles < 1:
-            raise ValueError(f"--cycles must be >= 1, got {self.cycles}")
+        positive = {"cycles": self.cycles, "jobs": self.jobs, "region-size": self.region_size,
+                    "seeds": self.seeds}
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"--{name} must be >= 1, got {value}")
         unknown = sorted(set(self.compare) - set(ARMS[1:]))
         if unknown:
             raise ValueError(f"unknown arm(s) in --compare: {', '.join(unknown)}; "
                              f"known: {', '.join(ARMS[1:])}")
-        if self.jobs < 1:
-            raise ValueError(f"--jobs must be >= 1, got {self.jobs}")
-        if self.region_size < 1:
-            raise ValueError(f"--region-size must be >= 1, got {self.region_size}")
         if self.tags not in ("none", "all"):
             raise ValueError(f"--tags must be none or all, got {self.tags!r}")
-        self.train_config(self.mix).validate()  # model name, batch sizes, lr
+        if self.annotation not in ANNOTATIONS:
+            raise ValueError(f"unknown annotation {self.annotation!r}; "
+                             f"expected one of {', '.join(ANNOTATIONS)}")
+        if self.annotation == "dominant" and self.region_kind != "superpixel":
+            raise ValueError("--annotation dominant labels a superpixel with its majority class: "
+                             "it needs --region-kind superpixel")
+        if self.cost not in COSTS:
+            raise ValueError(f"unknown cost currency {self.cost!r}; expected one of {', '.join(COSTS)}")
+        if self.iterations_after_first is not None and self.iterations_after_first < 1:
+            raise ValueError(f"--iterations-after-first must be >= 1, got {self.iterations_after_first}")
+        self.acquisition_config(1).validate()  # metric, region kind and size, budget
+        self.train_config(self.mix).validate()  # model name, init, batch sizes, crop size, lr
 
-    def train_config(self, mix: str, iterations: int | None = None, seed_offset: int = 0):
+    def acquisition_config(self, cycle: int, seed: int | None = None, metric: str | None = None):
+        from worker.engine.cycle import AcquisitionConfig
+
+        per_image = self.budget_per_image
+        return AcquisitionConfig(metric=metric or self.acquisition, region_kind=self.region_kind,
+                                 region_size=self.region_size, per_image=per_image,
+                                 budget_fraction=None if per_image else self.budget,
+                                 class_balance=self.class_balance,
+                                 seed=(self.seed if seed is None else seed) + cycle)
+
+    def train_config(self, mix: str, iterations: int | None = None, seed: int | None = None,
+                     init: str | None = None):
         from worker.engine.trainer import TrainConfig
 
         # Supervised-only runs have no pseudo-labels: PseudoSeg's extra losses would only change them.
         pseudo_label = self.pseudo_label if mix != "none" else "argmax"
         return TrainConfig(model=self.model, iterations=iterations or self.iterations, mix=mix,
+                           init=init or self.init, crop_size=self.crop_size, base_size=self.base_size,
                            batch_size=self.batch_size, unlabeled_batch_size=self.unlabeled_batch_size,
-                           lr=self.lr, seed=self.seed + seed_offset, device=self.device,
-                           pseudo_label=pseudo_label, crop_size=self.crop_size, base_size=self.base_size)
+                           lr=self.lr, seed=self.seed if seed is None else seed, device=self.device,
+                           pseudo_label=pseudo_label)
 
 
 def _load(cfg: SimulateConfig):
@@ -101,159 +133,161 @@ def _load(cfg: SimulateConfig):
                          f"(got {len(train_stems)} train, {len(val_stems)} val)")
     images, truth = ds.load(train_stems)
     val_images, val_truth = ds.load(val_stems)
+    if cfg.region_kind == "superpixel":
+        side = min(min(im.shape[:2]) for im in images)
+        if cfg.region_size > side:
+            raise ValueError(f"--region-size {cfg.region_size} gives fewer than one superpixel per image: "
+                             f"the smallest train image is {side} px on its short side")
     empty = [np.full(t.shape, IGNORE, np.uint8) for t in truth]
     return CycleData(images, empty, val_images, val_truth, ds.num_classes, ds.class_names), truth
 
 
-def _reveal(labels: list[np.ndarray], truth: list[np.ndarray], regions) -> None:
-    """The oracle: copy ground truth into the selected regions (superpixels: only their own pixels)."""
-    for r in regions:
-        box = (slice(r.y, r.y + r.h), slice(r.x, r.x + r.w))
-        if r.mask is None:
-            labels[r.image_index][box] = truth[r.image_index][box]
-        else:
-            labels[r.image_index][box][r.mask] = truth[r.image_index][box][r.mask]
+def _initial(cfg: SimulateConfig, data, truth, seed: int) -> tuple[list[np.ndarray], dict]:
+    """The initial labels of one seed (random regions, no model: every pixel painted) and their cost."""
+    from worker.engine.cycle import run_cycle
 
-
-def _fraction(labels: list[np.ndarray]) -> float:
-    return sum(int((lab != IGNORE).sum()) for lab in labels) / sum(lab.size for lab in labels)
+    labels = [lab.copy() for lab in data.labels]
+    acq = cfg.acquisition_config(0, seed, metric="random")
+    acq.budget_fraction, acq.per_image, acq.seed = cfg.initial, None, seed
+    cold = run_cycle(cfg.train_config("none"), data, acq)
+    return labels, reveal(labels, truth, cold.regions, None, cfg.annotation).as_dict()
 
 
 def simulate(cfg: SimulateConfig, report: Callable[[str], None] = print,
              bar: Callable[[str, int], Callable] | None = None) -> dict:
-    """Run every arm; write `out/result.json` and `out/curve.png`; return the result dict.
+    """Run every arm for every seed; write `out/result.json` and `out/curve.png`; return the result dict.
 
     `bar(title, total)` returns a progress callback `(phase, step, total, losses)` (None: no bar).
     """
     import torch
 
-    from worker.engine.cycle import AcquisitionConfig, run_cycle
-    from worker.engine.pseudoseg_report import oracle_tags
-
     cfg.validate()
     data, truth = _load(cfg)
-    tags = oracle_tags(truth) if cfg.tags == "all" else None  # PseudoSeg
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    # The same initial labels for every arm: random cells covering `initial` of the train pixels.
-    initial = [lab.copy() for lab in data.labels]
-    seed_regions = run_cycle(cfg.train_config("none"), data, AcquisitionConfig(
-        metric="random", region_size=cfg.region_size, budget_fraction=cfg.initial, seed=cfg.seed))
-    _reveal(initial, truth, seed_regions.regions)
+    seeds = [cfg.seed + k for k in range(cfg.seeds)]
+    starts = {s: _initial(cfg, data, truth, s) for s in seeds}
+    pool = {"pixels": sum(t.size for t in truth),
+            "clicks": pool_clicks(truth, data.images, cfg.region_kind, cfg.region_size, cfg.annotation)}
     report(f"{cfg.dataset}: {len(data.images)} train, {len(data.val_images)} val images, "
-           f"{data.num_classes} classes; initial labels {_fraction(initial):.2%} of train pixels; "
+           f"{data.num_classes} classes; initial labels {labeled_fraction(starts[seeds[0]][0]):.2%} of train "
+           f"pixels; labeling the whole pool costs {pool['clicks']} clicks; seeds {seeds}; "
            f"torch threads {torch.get_num_threads()}")
-    result: dict = {"dataset": str(cfg.dataset), "config": asdict(cfg), "arms": {}, "full": None}
+    result: dict = {"dataset": str(cfg.dataset), "config": asdict(cfg), "pool": pool, "runs": [],
+                    "arms": {}, "full": None}
     arms = [a for a in ARMS[:3] if a == "s4al" or a in cfg.compare]
-    if cfg.jobs > 1:  # arms are independent: one process each, results gathered in arm order
-        result.update(_parallel(cfg, arms, initial, report))
-        _write(out, result)
+    full = cached_full(cfg, data, truth) if "full" in cfg.compare else None
+    jobs = [(arm, s) for s in seeds for arm in arms]
+    per_run: dict = {}
+    if cfg.jobs > 1:
+        per_run, computed = _parallel(cfg, jobs, starts, pool, full is None and "full" in cfg.compare, report,
+                                      lambda done: _write_partial(out, done))
+        full = full or computed
     else:
-        for arm in arms:
-            result["arms"][arm] = []
-            _run_arm(cfg, arm, data, truth, initial, tags, report, bar, result["arms"][arm],
-                     lambda: _write(out, result))
-    if "full" in cfg.compare and cfg.jobs <= 1:
-        result["full"] = _full(cfg, data, truth, report, bar)
+        for arm, s in jobs:
+            per_run[arm, s] = _run_arm(cfg, arm, s, data, truth, starts[s], pool, report, bar)
+            _write_partial(out, per_run)
+        if full is None and "full" in cfg.compare:
+            full = run_full(cfg, data, truth, report, bar)
+    result["runs"] = [{"seed": s, "arms": {arm: per_run[arm, s] for arm in arms}} for s in seeds]
+    result["arms"] = {arm: aggregate([per_run[arm, s] for s in seeds]) for arm in arms}
+    result["full"] = full
+    result["targets"] = targets(result)
     _write(out, result)
-    plot_curve(result, out / "curve.png")
+    plot_curve(result, out / "curve.png", cfg.cost)
     report(format_table(result))
     return result
 
 
-def _run_arm(cfg: SimulateConfig, arm: str, data, truth, initial, tags, report, bar, rows: list,
-             saved: Callable[[], None] = lambda: None) -> list:
-    """The cycles of one arm from the initial labels, appended to `rows`; `saved()` after each."""
-    from worker.engine.cycle import AcquisitionConfig, CycleData, run_cycle
-    from worker.engine.pseudoseg_report import checkpoint_quality, format_quality
+def _run_arm(cfg: SimulateConfig, arm: str, seed: int, data, truth, start, pool: dict, report, bar) -> list:
+    """The cycles of one arm for one seed, from that seed's initial labels."""
+    from worker.engine.cycle import CycleData, run_cycle
+    from worker.engine.pseudoseg_report import checkpoint_quality, format_quality, oracle_tags
     from worker.engine.trainer import resolve_device
 
     metric, mix = {"s4al": (cfg.acquisition, cfg.mix), "random": ("random", cfg.mix),
                    "supervised": (cfg.acquisition, "none")}[arm]
-    labels = [lab.copy() for lab in initial]
+    tags = oracle_tags(truth) if cfg.tags == "all" else None
+    labels = [lab.copy() for lab in start[0]]
+    added, spent = dict(start[1]), dict(start[1])
+    rows: list[dict] = []
+    previous = None
     for cycle in range(1, cfg.cycles + 1):
-        start = time.perf_counter()
+        began = time.perf_counter()
         cycle_data = CycleData(data.images, labels, data.val_images, data.val_labels,
                                data.num_classes, data.class_names, tags=tags)
-        acq = AcquisitionConfig(metric=metric, region_size=cfg.region_size, budget_fraction=cfg.budget,
-                                seed=cfg.seed + cycle)
-        progress = bar(f"{arm} cycle {cycle}/{cfg.cycles}", cfg.iterations) if bar else None
-        res = run_cycle(cfg.train_config(mix, seed_offset=cycle), cycle_data, acq, progress=progress)
-        rows.append({"cycle": cycle, "labeled_fraction": _fraction(labels), "miou": res.metrics["miou"],
-                     "per_class_iou": res.metrics["per_class_iou"],
-                     "seconds": round(time.perf_counter() - start, 2),
+        iterations = cfg.iterations_after_first if cycle > 1 and cfg.init == "previous" else None
+        train_cfg = cfg.train_config(mix, iterations=iterations, seed=seed + cycle)
+        progress = bar(f"{arm} seed {seed} cycle {cycle}/{cfg.cycles}", train_cfg.iterations) if bar else None
+        res = run_cycle(train_cfg, cycle_data, cfg.acquisition_config(cycle, seed, metric), progress=progress,
+                        init_checkpoint=previous)
+        previous = res.checkpoint if cfg.init == "previous" else None
+        rows.append({"cycle": cycle, "seed": seed, "labeled_fraction": labeled_fraction(labels),
+                     "corrected_fraction": spent["corrected"] / pool["pixels"], "clicks": spent["clicks"],
+                     "clicks_fraction": spent["clicks"] / max(1, pool["clicks"]), "added": added,
+                     "miou": res.metrics["miou"], "per_class_iou": res.metrics["per_class_iou"],
+                     "iterations": train_cfg.iterations, "seconds": round(time.perf_counter() - began, 2),
                      "train_seconds": round(res.metrics["train_seconds"], 2),
                      "losses": res.metrics["losses"]})
-        report(f"{arm:<11} cycle {cycle}  labeled {rows[-1]['labeled_fraction']:7.2%}  "
-               f"mIoU {100 * rows[-1]['miou']:6.2f}  {rows[-1]['seconds']:7.1f}s")
-        # PseudoSeg: pseudo-label mIoU on the pixels unlabeled in this cycle's training.
+        r = rows[-1]
+        report(f"{arm:<11} seed {seed} cycle {cycle}  labeled {r['labeled_fraction']:7.2%}  corrected "
+               f"{r['corrected_fraction']:7.2%}  clicks {r['clicks']:>7}  mIoU {100 * r['miou']:6.2f}  "
+               f"{r['seconds']:7.1f}s")
         quality = checkpoint_quality(res.checkpoint, data.images, labels, truth, data.num_classes,
                                      tags=tags, device=resolve_device(cfg.device))
-        rows[-1]["pseudo_label_miou"] = quality and {k: quality[k] for k in ("argmax", "pseudoseg")}
+        r["pseudo_label_miou"] = quality and {k: quality[k] for k in ("argmax", "pseudoseg")}
         if quality:
             report(f"{'':<11} {format_quality(quality)}")
-        _reveal(labels, truth, res.regions)
-        saved()
+        # The annotator sees this cycle's prediction as the pre-label of the regions it selected.
+        added = reveal(labels, truth, res.regions, res.predictions, cfg.annotation).as_dict()
+        spent = {k: spent[k] + added[k] for k in spent}
     return rows
 
 
-def _arm_job(cfg: SimulateConfig, arm: str, initial: list[np.ndarray], threads: int) -> tuple[str, object]:
-    """One arm (or `full`) in a child process: reload the data, run, return the rows."""
+def _job(cfg: SimulateConfig, arm: str, seed: int | None, start, pool: dict, threads: int):
+    """One (arm, seed) run, or `full`, in a child process: reload the data, run, return the rows."""
     import torch
 
     torch.set_num_threads(threads)
     data, truth = _load(cfg)
-    tags = None
-    if cfg.tags == "all":
-        from worker.engine.pseudoseg_report import oracle_tags
-
-        tags = oracle_tags(truth)
 
     def report(line: str) -> None:
         print(line, flush=True)
 
     if arm == "full":
-        return arm, _full(cfg, data, truth, report, None)
-    return arm, _run_arm(cfg, arm, data, truth, initial, tags, report, None, [])
+        return (arm, seed), run_full(cfg, data, truth, report, None)
+    return (arm, seed), _run_arm(cfg, arm, seed, data, truth, start, pool, report, None)
 
 
-def _parallel(cfg: SimulateConfig, arms: list[str], initial: list[np.ndarray], report) -> dict:
+def _parallel(cfg: SimulateConfig, jobs: list, starts: dict, pool: dict, with_full: bool, report,
+              saved: Callable[[dict], None]):
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     import torch
 
     # `full` first: its N vs 2N check says early whether N is enough.
-    jobs = (["full"] if "full" in cfg.compare else []) + arms
+    work = ([("full", None)] if with_full else []) + jobs
     threads = torch.get_num_threads()
-    report(f"running {len(jobs)} arms in {cfg.jobs} processes, {threads} torch thread(s) each")
-    with ProcessPoolExecutor(cfg.jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_arm_job, cfg, arm, initial, threads) for arm in jobs]
-        done = dict(f.result() for f in futures)
-    return {"arms": {arm: done[arm] for arm in arms}, "full": done.get("full")}
+    report(f"running {len(work)} runs in {cfg.jobs} processes, {threads} torch thread(s) each")
+    with ProcessPoolExecutor(cfg.jobs, mp_context=mp.get_context("spawn")) as executor:
+        futures = [executor.submit(_job, cfg, arm, s, None if s is None else starts[s], pool, threads)
+                   for arm, s in work]
+        done = {}
+        for future in as_completed(futures):
+            key, rows = future.result()
+            done[key] = rows
+            saved({k: v for k, v in done.items() if k[0] != "full"})
+    full = done.pop(("full", None), None)
+    return done, full
 
 
-def _full(cfg: SimulateConfig, data, truth, report, bar) -> dict:
-    from worker.engine.cycle import AcquisitionConfig, CycleData, run_cycle
-
-    full_data = CycleData(data.images, [t.copy() for t in truth], data.val_images, data.val_labels,
-                          data.num_classes, data.class_names)
-    runs = {}
-    for n in ([cfg.iterations, 2 * cfg.iterations] if cfg.full_check else [cfg.iterations]):
-        start = time.perf_counter()
-        progress = bar(f"full {n} it", n) if bar else None
-        res = run_cycle(cfg.train_config("none", iterations=n), full_data,
-                        AcquisitionConfig(metric="random", region_size=cfg.region_size, budget_regions=1),
-                        progress=progress)
-        seconds = round(time.perf_counter() - start, 2)
-        runs[n] = {"iterations": n, "miou": res.metrics["miou"], "seconds": seconds,
-                   "per_class_iou": res.metrics["per_class_iou"]}
-        report(f"full        {n} iterations  mIoU {100 * runs[n]['miou']:6.2f}  {runs[n]['seconds']:7.1f}s")
-    best = runs[max(runs)]  # the longest run is the reference
-    return {"miou": best["miou"], "per_class_iou": best["per_class_iou"], "iterations": best["iterations"],
-            "labeled_fraction": 1.0, "runs": list(runs.values()),
-            "converged_within_1_point": (abs(runs[cfg.iterations]["miou"] - runs[2 * cfg.iterations]["miou"])
-                                         <= 0.01) if cfg.full_check else None}
+def _write_partial(out: Path, per_run: dict) -> None:
+    """The (arm, seed) runs finished so far, so that an interrupted simulation keeps them."""
+    runs = [{"arm": arm, "seed": seed, "rows": rows} for (arm, seed), rows in per_run.items()]
+    tmp = out / "partial.json.tmp"
+    tmp.write_text(json.dumps(runs, indent=1, default=_none_for_nan))
+    tmp.replace(out / "partial.json")
 
 
 def _write(out: Path, result: dict) -> None:
@@ -264,53 +298,3 @@ def _write(out: Path, result: dict) -> None:
 
 def _none_for_nan(value):
     raise TypeError(f"not JSON serialisable: {value!r}")
-
-
-def format_table(result: dict) -> str:
-    arms = result["arms"]
-    full = result.get("full")
-    cycles = max(len(rows) for rows in arms.values())
-    head = f"{'cycle':>5} " + "".join(f"| {a:>26} " for a in arms)
-    sub = f"{'':>5} " + "".join(f"| {'labeled %':>9} {'mIoU':>6} {'s':>7}  " for _ in arms)
-    lines = [head, sub, "-" * len(sub)]
-    for i in range(cycles):
-        cells = []
-        for rows in arms.values():
-            r = rows[i] if i < len(rows) else None
-            text = "" if r is None else \
-                f"{100 * r['labeled_fraction']:>9.2f} {100 * r['miou']:>6.2f} {r['seconds']:>7.1f}  "
-            cells.append(f"| {text:<26}")
-        lines.append(f"{i + 1:>5} " + "".join(cells))
-    if full:
-        runs = ", ".join(f"{100 * r['miou']:.2f} at {r['iterations']} it" for r in full["runs"])
-        lines.append(f"full supervision (100% labeled): mIoU {runs}")
-        s4al = arms["s4al"]
-        share = max(r["miou"] for r in s4al) / full["miou"] if full["miou"] else math.nan
-        best = max(s4al, key=lambda r: r["miou"])
-        lines.append(f"s4al best: {100 * best['miou']:.2f} mIoU = {100 * share:.1f}% of full "
-                     f"with {100 * best['labeled_fraction']:.2f}% of pixels labeled")
-    return "\n".join(lines)
-
-
-def plot_curve(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for arm, rows in result["arms"].items():
-        xs, ys = [100 * r["labeled_fraction"] for r in rows], [100 * r["miou"] for r in rows]
-        ax.plot(xs, ys, marker="o", label=arm)
-    if result.get("full"):
-        level = 100 * result["full"]["miou"]
-        ax.axhline(level, color="k", linestyle="--", label=f"full supervision ({level:.1f})")
-        ax.axhline(0.95 * level, color="gray", linestyle=":", label="95% of full")
-    ax.set_xlabel("labeled pixels (%)")
-    ax.set_ylabel("val mIoU (%)")
-    ax.set_title(Path(result["dataset"]).name)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)

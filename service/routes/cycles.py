@@ -10,6 +10,7 @@ from service.cycles import CycleConflict, create_cycle, project_cycles, request_
 from service.model_files import best_cycle
 from service.models import Cycle, utcnow
 from service.routes.deps import cycle_or_404, project_or_404
+from service.schemas.common import CycleId, ProjectId
 from service.schemas.cycle import CyclePublic, MetricsPoint, ProjectMetrics
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/api", tags=["cycles"])
 
 @router.post("/projects/{project_id}/cycles", status_code=status.HTTP_202_ACCEPTED,
              response_model=CyclePublic)
-def start_cycle(project_id: int, request: Request, session: SessionDep, _: AdminToken) -> Cycle:
+def start_cycle(project_id: ProjectId, request: Request, session: SessionDep, _: AdminToken) -> Cycle:
     """Queue the project's next cycle; a worker on the `gpu` queue runs it. 409 while one is active."""
     project = project_or_404(session, project_id)
     try:
@@ -42,18 +43,18 @@ def start_cycle(project_id: int, request: Request, session: SessionDep, _: Admin
 
 
 @router.get("/projects/{project_id}/cycles", response_model=list[CyclePublic])
-def list_cycles(project_id: int, session: SessionDep, _: CurrentToken) -> list[Cycle]:
-    project_or_404(session, project_id)
+def list_cycles(project_id: ProjectId, session: SessionDep, token: CurrentToken) -> list[Cycle]:
+    project_or_404(session, project_id, token)
     return list(project_cycles(session, project_id))
 
 
 @router.get("/cycles/{cycle_id}", response_model=CyclePublic)
-def read_cycle(cycle_id: int, session: SessionDep, _: CurrentToken) -> Cycle:
-    return cycle_or_404(session, cycle_id)
+def read_cycle(cycle_id: CycleId, session: SessionDep, token: CurrentToken) -> Cycle:
+    return cycle_or_404(session, cycle_id, token)
 
 
 @router.post("/cycles/{cycle_id}/cancel", response_model=CyclePublic)
-def cancel_cycle(cycle_id: int, session: SessionDep, _: AdminToken) -> Cycle:
+def cancel_cycle(cycle_id: CycleId, session: SessionDep, _: AdminToken) -> Cycle:
     """A queued cycle is cancelled now; a running one stops at its next training step (then its
     status turns `cancelled`, with no regions written). 409 if it has already finished."""
     cycle = cycle_or_404(session, cycle_id)
@@ -64,10 +65,10 @@ def cancel_cycle(cycle_id: int, session: SessionDep, _: AdminToken) -> Cycle:
 
 
 @router.get("/projects/{project_id}/metrics", response_model=ProjectMetrics)
-def project_metrics(project_id: int, session: SessionDep, _: CurrentToken) -> ProjectMetrics:
+def project_metrics(project_id: ProjectId, session: SessionDep, token: CurrentToken) -> ProjectMetrics:
     """The learning curve: for every cycle, the labeled share of train pixels it trained on and the
     validation mIoU it reached (null until it succeeds, or without validation images)."""
-    project = project_or_404(session, project_id)
+    project = project_or_404(session, project_id, token)
     points = []
     for c in project_cycles(session, project_id):
         m = c.metrics or {}

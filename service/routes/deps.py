@@ -1,4 +1,8 @@
-"""Row-or-404 lookups every router shares: a missing id is a 404 that names what was asked for."""
+"""Row-or-404 lookups every router shares: a missing id is a 404 that names what was asked for.
+
+Given the caller's token, a row of a project the token may not use is a 404 too, worded the same, so
+another project's ids are not even confirmed to exist.
+"""
 
 from typing import TypeVar
 
@@ -6,28 +10,37 @@ from fastapi import HTTPException, status
 from sqlalchemy.orm import Session
 
 from service.models import Base, Cycle, Image, Project, Region
+from service.schemas.token import TokenPublic
 
 T = TypeVar("T", bound=Base)
 
 
-def _row_or_404(session: Session, model: type[T], row_id: int, what: str) -> T:
+def _row_or_404(session: Session, model: type[T], row_id: int, what: str,
+                token: TokenPublic | None = None) -> T:
     row = session.get(model, row_id)
-    if row is None:
+    project_id = row_id if model is Project else getattr(row, "project_id", None)
+    if row is None or token is not None and not token.can_see(project_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{what} {row_id} not found")
     return row
 
 
-def project_or_404(session: Session, project_id: int) -> Project:
-    return _row_or_404(session, Project, project_id, "project")
+def in_scope(token: TokenPublic, project_id: int) -> None:
+    """404 unless the token may use the project (checked before any database read)."""
+    if not token.can_see(project_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"project {project_id} not found")
 
 
-def cycle_or_404(session: Session, cycle_id: int) -> Cycle:
-    return _row_or_404(session, Cycle, cycle_id, "cycle")
+def project_or_404(session: Session, project_id: int, token: TokenPublic | None = None) -> Project:
+    return _row_or_404(session, Project, project_id, "project", token)
 
 
-def region_or_404(session: Session, region_id: int) -> Region:
-    return _row_or_404(session, Region, region_id, "region")
+def cycle_or_404(session: Session, cycle_id: int, token: TokenPublic | None = None) -> Cycle:
+    return _row_or_404(session, Cycle, cycle_id, "cycle", token)
 
 
-def image_or_404(session: Session, image_id: int) -> Image:
-    return _row_or_404(session, Image, image_id, "image")
+def region_or_404(session: Session, region_id: int, token: TokenPublic | None = None) -> Region:
+    return _row_or_404(session, Region, region_id, "region", token)
+
+
+def image_or_404(session: Session, image_id: int, token: TokenPublic | None = None) -> Image:
+    return _row_or_404(session, Image, image_id, "image", token)

@@ -17,6 +17,7 @@ from service.fill import Fill
 from service.model_files import NoModel, best_cycle, missing_predictions, require_model, send_predict_images
 from service.models import Cycle, Project
 from service.routes.deps import cycle_or_404, project_or_404
+from service.schemas.common import INT32_MAX, ProjectId
 from service.storage import storage_for
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,13 @@ def fill_cycle(session: Session, project: Project, cycle_id: int | None) -> Cycl
     200: {"content": {"application/zip": {}}},
     202: {"description": "fill=model: a worker is predicting the images; ask again after Retry-After"}})
 def export_project(
-    project_id: int, request: Request, session: SessionDep, _: AdminToken,
+    project_id: ProjectId, request: Request, session: SessionDep, _: AdminToken,
     format: Literal["dataset", "coco"] = Query(
         "dataset", description="dataset: the folder layout s4al imports; coco: COCO JSON with RLE masks"),
     fill: Literal["none", "model"] = Query("none", description="model: fill unlabeled pixels with a "
                                                                "cycle's confident predictions"),
-    cycle_id: int | None = Query(None, description="fill=model: the cycle (default the best by val mIoU)"),
+    cycle_id: int | None = Query(None, ge=1, le=INT32_MAX,
+                                 description="fill=model: the cycle (default the best by val mIoU)"),
     min_confidence: float = Query(0.9, gt=0, le=1, description="fill=model: lowest confidence kept"),
 ) -> Response:
     """Stream images, assembled masks (255 = unlabeled), classes.json and splits as a zip (format=coco:

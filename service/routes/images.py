@@ -22,6 +22,7 @@ from service.importer import ImportFailed, import_dataset
 from service.model_files import prelabel_new_images
 from service.models import Image, Project
 from service.routes.deps import image_or_404, project_or_404
+from service.schemas.common import ImageId, Offset, ProjectId
 from service.schemas.image import (
     ImagePage,
     ImagePublic,
@@ -81,7 +82,7 @@ def _read_limited(upload: UploadFile, limit: int) -> bytes:
                         409: {"model": UploadResponse}, 413: {"model": UploadResponse},
                         415: {"model": UploadResponse}, 422: {"model": UploadResponse}})
 def upload_images(
-    project_id: int,
+    project_id: ProjectId,
     files: Annotated[list[UploadFile], File(description="One or many PNG/JPEG files.")],
     request: Request,
     session: SessionDep,
@@ -122,15 +123,15 @@ def _overall_status(results: list[UploadResult]) -> int:
 
 @router.get("/api/projects/{project_id}/images", response_model=ImagePage)
 def list_images(
-    project_id: int,
+    project_id: ProjectId,
     session: SessionDep,
-    _: CurrentToken,
+    token: CurrentToken,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     split: Literal["train", "val"] | None = None,
 ) -> ImagePage:
     """A page of the project's images in upload order, with the total count."""
-    project_or_404(session, project_id)
+    project_or_404(session, project_id, token)
     where = [Image.project_id == project_id]
     if split is not None:
         where.append(Image.split == split)
@@ -143,15 +144,16 @@ def list_images(
 
 
 @router.get("/api/images/{image_id}", response_model=ImagePublic)
-def read_image(image_id: int, session: SessionDep, _: CurrentToken) -> ImagePublic:
-    return ImagePublic.model_validate(image_or_404(session, image_id))
+def read_image(image_id: ImageId, session: SessionDep, token: CurrentToken) -> ImagePublic:
+    return ImagePublic.model_validate(image_or_404(session, image_id, token))
 
 
 @router.get("/api/images/{image_id}/file", response_class=FileResponse,
             responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}})
-def image_file(image_id: int, session: SessionDep, storage: StorageDep, _: CurrentToken) -> FileResponse:
+def image_file(image_id: ImageId, session: SessionDep, storage: StorageDep,
+               token: CurrentToken) -> FileResponse:
     """The stored bytes, with the type found by content at upload, and `nosniff`."""
-    image = image_or_404(session, image_id)
+    image = image_or_404(session, image_id, token)
     path = storage.path(image.path)
     if not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"the file of image {image_id} is missing")
@@ -161,7 +163,7 @@ def image_file(image_id: int, session: SessionDep, storage: StorageDep, _: Curre
 
 @router.post("/api/projects/{project_id}/import", response_model=ImportSummary,
              status_code=status.HTTP_201_CREATED)
-def import_folder(project_id: int, body: ImportRequest, request: Request, session: SessionDep,
+def import_folder(project_id: ProjectId, body: ImportRequest, request: Request, session: SessionDep,
                   _: AdminToken) -> ImportSummary:
     """Import a dataset folder on the server (DESIGN §3) into this project. A relative path is taken
     under the import root; the folder must lie under it (403). All checked first; nothing written on

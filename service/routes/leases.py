@@ -9,13 +9,14 @@ from service.auth import CurrentToken, SessionDep
 from service.auto_cycle import maybe_start_auto_cycle
 from service.queue import QueueError, release, renew, skip
 from service.routes.queue import NowDep, http_error
+from service.schemas.common import LeaseId
 from service.schemas.queue import AnnotationPublic, LeaseState, SkipRequest
 
 router = APIRouter(prefix="/api/leases", tags=["leases"])
 
 
 @router.post("/{lease_id}/renew", response_model=LeaseState)
-def renew_lease(lease_id: str, request: Request, session: SessionDep, token: CurrentToken,
+def renew_lease(lease_id: LeaseId, request: Request, session: SessionDep, token: CurrentToken,
                 now: NowDep) -> LeaseState:
     """Extend a live lease by the lease TTL from now; 409 once it expired."""
     try:
@@ -25,7 +26,7 @@ def renew_lease(lease_id: str, request: Request, session: SessionDep, token: Cur
 
 
 @router.post("/{lease_id}/release", response_model=LeaseState)
-def release_lease(lease_id: str, session: SessionDep, token: CurrentToken, now: NowDep) -> LeaseState:
+def release_lease(lease_id: LeaseId, session: SessionDep, token: CurrentToken, now: NowDep) -> LeaseState:
     """Give the region back to the queue, unlabeled."""
     try:
         return release(session, lease_id, token, now)
@@ -34,7 +35,7 @@ def release_lease(lease_id: str, session: SessionDep, token: CurrentToken, now: 
 
 
 @router.post("/{lease_id}/skip", response_model=LeaseState)
-def skip_lease(lease_id: str, body: SkipRequest, request: Request, session: SessionDep,
+def skip_lease(lease_id: LeaseId, body: SkipRequest, request: Request, session: SessionDep,
                token: CurrentToken, now: NowDep) -> LeaseState:
     """Give the region back and never get it again; it leaves the queue after enough skips."""
     settings = request.app.state.settings
@@ -47,9 +48,10 @@ def skip_lease(lease_id: str, body: SkipRequest, request: Request, session: Sess
 
 
 @router.post("/{lease_id}/annotation", status_code=status.HTTP_201_CREATED, response_model=AnnotationPublic)
-def submit_mask(lease_id: str, request: Request, response: Response, session: SessionDep,
+def submit_mask(lease_id: LeaseId, request: Request, response: Response, session: SessionDep,
                 token: CurrentToken, now: NowDep, mask: Annotated[UploadFile, File()],
-                idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+                idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200,
+                                                              pattern=r"^[\x20-\x7e]+$")] = None,
                 active_seconds: Annotated[float | None, Form(ge=0, le=86_400)] = None,
                 strokes: Annotated[int | None, Form(ge=0, le=1_000_000)] = None,
                 ) -> AnnotationPublic:

@@ -14,6 +14,7 @@ from service.auth import AdminToken, CurrentToken, SessionDep
 from service.model_files import NoModel, export_files, latest_prediction, require_model, send_export_model
 from service.models import Project
 from service.routes.deps import cycle_or_404, image_or_404
+from service.schemas.common import CycleId, ImageId
 from service.storage import MODEL_EXTENSIONS, StorageDep, storage_for
 
 log = logging.getLogger(__name__)
@@ -23,10 +24,11 @@ RETRY_SECONDS = 5
 
 @router.get("/images/{image_id}/prediction", response_class=Response,
             responses={200: {"content": {"image/png": {}}}, 404: {"description": "not predicted yet"}})
-def image_prediction(image_id: int, session: SessionDep, storage: StorageDep, _: CurrentToken) -> Response:
+def image_prediction(image_id: ImageId, session: SessionDep, storage: StorageDep,
+                     token: CurrentToken) -> Response:
     """The newest model's prediction of the image (8-bit PNG of class ids); the headers say which model
     made it: `X-Model-Version: cycle-N` and `X-Cycle-Id`."""
-    image = image_or_404(session, image_id)
+    image = image_or_404(session, image_id, token)
     found = latest_prediction(session, storage, image)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"image {image_id} has no model prediction yet")
@@ -40,7 +42,7 @@ def image_prediction(image_id: int, session: SessionDep, storage: StorageDep, _:
     200: {"content": {"application/zip": {}}, "description": "a zip: the model file and its sidecar"},
     202: {"description": "a worker is exporting it; ask again after Retry-After seconds"},
     409: {"description": "the cycle has no model (running, failed, cancelled, cold start)"}})
-def download_model(cycle_id: int, request: Request, session: SessionDep, _: AdminToken,
+def download_model(cycle_id: CycleId, request: Request, session: SessionDep, _: AdminToken,
                    format: Literal["torchscript", "onnx"] = Query(
                        "onnx", description="torchscript or onnx")) -> Response:
     """The cycle's teacher as TorchScript or ONNX with its JSON sidecar (classes, input, resolution,

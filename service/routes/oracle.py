@@ -5,13 +5,14 @@ from fastapi import APIRouter, HTTPException, Request, status
 from service.auth import AdminToken, SessionDep
 from service.oracle import NoGroundTruth, run_oracle
 from service.queue import QueueError
+from service.schemas.common import ProjectId
 from service.schemas.cycle import OracleRequest, OracleResult
 
 router = APIRouter(prefix="/api/projects", tags=["oracle"])
 
 
 @router.post("/{project_id}/oracle", response_model=OracleResult)
-def label_with_oracle(project_id: int, request: Request, session: SessionDep, _: AdminToken,
+def label_with_oracle(project_id: ProjectId, request: Request, session: SessionDep, _: AdminToken,
                       body: OracleRequest | None = None) -> OracleResult:
     """Label queued regions (best first, up to `limit`) from the ground truth imported with
     `--masks oracle`, through the annotators' lease + submit path. 404 unknown project; 409 when the

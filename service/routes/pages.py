@@ -27,6 +27,8 @@ router = APIRouter(include_in_schema=False)
 
 
 def _file(rel: str) -> FileResponse:
+    if "\x00" in rel or len(rel) > 200:  # no file of ours has such a name; resolve() would raise
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
     path = (WEB_DIR / rel).resolve()
     if WEB_DIR not in path.parents or not path.is_file() or path.suffix not in MEDIA_TYPES:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")

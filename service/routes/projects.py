@@ -1,15 +1,16 @@
 """Projects: create, list, read, update, delete. Writing needs an admin token; reading any token."""
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.auth import AdminToken, CurrentToken, SessionDep
+from service.auth import AdminToken, CurrentToken, SessionDep, token_cache
 from service.auto_cycle import rule_of, state_of
-from service.models import Cycle, Image, Project
+from service.models import Cycle, Image, Project, Token
 from service.quality import forget_quality
 from service.routes.deps import project_or_404
+from service.schemas.common import ProjectId
 from service.schemas.project import (
     AutoCycleSettings,
     AutoCycleStatus,
@@ -22,8 +23,6 @@ from service.schemas.project import (
 from service.storage import StorageDep
 
 router = APIRouter(prefix="/api/projects", tags=["projects"])
-
-
 
 
 def _public(session: Session, project: Project) -> ProjectPublic:
@@ -63,10 +62,13 @@ def create_project(body: ProjectCreate, session: SessionDep, _: AdminToken) -> P
 
 
 @router.get("", response_model=list[ProjectPublic])
-def list_projects(session: SessionDep, _: CurrentToken) -> list[ProjectPublic]:
+def list_projects(session: SessionDep, token: CurrentToken) -> list[ProjectPublic]:
+    """The projects this token may use."""
     counts = dict(session.execute(select(Image.project_id, func.count()).group_by(Image.project_id)).all())
     out = []
     for project in session.scalars(select(Project).order_by(Project.id)):
+        if not token.can_see(project.id):
+            continue
         item = ProjectPublic.model_validate(project)
         item.image_count = counts.get(project.id, 0)
         out.append(item)
@@ -74,12 +76,13 @@ def list_projects(session: SessionDep, _: CurrentToken) -> list[ProjectPublic]:
 
 
 @router.get("/{project_id}", response_model=ProjectPublic)
-def read_project(project_id: int, session: SessionDep, _: CurrentToken) -> ProjectPublic:
-    return _public(session, project_or_404(session, project_id))
+def read_project(project_id: ProjectId, session: SessionDep, token: CurrentToken) -> ProjectPublic:
+    return _public(session, project_or_404(session, project_id, token))
 
 
 @router.patch("/{project_id}", response_model=ProjectPublic)
-def update_project(project_id: int, body: ProjectUpdate, session: SessionDep, _: AdminToken) -> ProjectPublic:
+def update_project(project_id: ProjectId, body: ProjectUpdate, session: SessionDep,
+                   _: AdminToken) -> ProjectPublic:
     project = project_or_404(session, project_id)
     if body.name is not None:
         name = body.name.strip()
@@ -126,7 +129,8 @@ def _errors(exc: ValueError, field: str) -> list | str:
 
 
 @router.delete("/{project_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_project(project_id: int, session: SessionDep, storage: StorageDep, _: AdminToken) -> Response:
+def delete_project(project_id: ProjectId, request: Request, session: SessionDep, storage: StorageDep,
+                   _: AdminToken) -> Response:
     """Delete the project, its rows (database cascades) and then its files."""
     project = project_or_404(session, project_id)
     busy = session.scalar(select(func.count()).select_from(Cycle).where(
@@ -135,6 +139,10 @@ def delete_project(project_id: int, session: SessionDep, storage: StorageDep, _:
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"project {project_id} has {busy} queued or running cycle(s); cancel them first")
     session.delete(project)
+    for scoped in session.scalars(select(Token).where(Token.projects.is_not(None))):
+        if project_id in scoped.projects:  # a reused id (SQLite) must not inherit the old scope
+            scoped.projects = [p for p in scoped.projects if p != project_id]
+            token_cache(request).forget(scoped.id)
     session.commit()
     # Files go after the commit: a crash in between leaves orphan files, never rows without files.
     storage.delete_project(project_id)
@@ -142,10 +150,10 @@ def delete_project(project_id: int, session: SessionDep, storage: StorageDep, _:
 
 
 @router.get("/{project_id}/auto-cycle", response_model=AutoCycleStatus)
-def auto_cycle_status(project_id: int, session: SessionDep, _: CurrentToken) -> AutoCycleStatus:
+def auto_cycle_status(project_id: ProjectId, session: SessionDep, token: CurrentToken) -> AutoCycleStatus:
     """The project's auto-cycle rule (set with PATCH, `auto_cycle`) and its progress: labels since the
     latest cycle started, regions waiting, whether a cycle is queued or running."""
-    project = project_or_404(session, project_id)
+    project = project_or_404(session, project_id, token)
     state = state_of(session, project.id, rule_of(project.auto_cycle))
     last = state.last_cycle
     return AutoCycleStatus(project_id=project.id, **state.rule.model_dump(),

@@ -14,6 +14,7 @@ from service.gold import read_mask
 from service.models import Annotation, Cycle, Image, Project, Region, Token
 from service.quality import agreement_iou, quality_of
 from service.routes.deps import project_or_404
+from service.schemas.common import ProjectId
 from service.schemas.review import (
     AnnotatorEffort,
     AnnotatorQuality,
@@ -36,13 +37,19 @@ def _names(session: Session, ids) -> dict[int, str]:
     return dict(session.execute(select(Token.id, Token.name).where(Token.id.in_(ids))).all()) if ids else {}
 
 
+def _own_lines(token, rows: list) -> list:
+    """Per-annotator lines: all of them for an admin or reviewer, only the caller's own otherwise."""
+    return rows if token.role != "annotator" else [r for r in rows if r.token_id == token.id]
+
+
 def _ratio(a, b) -> float | None:
     return None if not b else float(a) / float(b)
 
 
 @router.get("/{project_id}/quality", response_model=QualityStats)
-def quality_stats(project_id: int, session: SessionDep, storage: StorageDep, _: CurrentToken) -> QualityStats:
-    project = project_or_404(session, project_id)
+def quality_stats(project_id: ProjectId, session: SessionDep, storage: StorageDep,
+                  token: CurrentToken) -> QualityStats:
+    project = project_or_404(session, project_id, token)
     quality = quality_of(session, project_id)
     state = Annotation.review_state
 
@@ -73,7 +80,7 @@ def quality_stats(project_id: int, session: SessionDep, storage: StorageDep, _: 
     complete, agreement = _agreement(session, storage, project, consensus)
     return QualityStats(project_id=project_id, review=quality.review, review_pending=pending or 0,
                         gold_regions=gold or 0, consensus_regions=len(consensus), consensus_complete=complete,
-                        agreement_iou=agreement, annotators=annotators)
+                        agreement_iou=agreement, annotators=_own_lines(token, annotators))
 
 
 def _agreement(session: Session, storage, project: Project, regions: list[Region]) -> tuple[int, dict]:
@@ -100,10 +107,10 @@ def _effort_row(tid, name, n, seconds, timed, unchanged, with_prelabel, strokes,
 
 
 @router.get("/{project_id}/effort", response_model=EffortStats)
-def effort_stats(project_id: int, session: SessionDep, _: CurrentToken) -> EffortStats:
+def effort_stats(project_id: ProjectId, session: SessionDep, token: CurrentToken) -> EffortStats:
     """Annotation effort: active hours, seconds per region, share accepted unchanged, strokes, pixels
     changed from the pre-label; and the learning curve against annotation hours."""
-    project_or_404(session, project_id)
+    project_or_404(session, project_id, token)
     figures = (func.count(), func.sum(Annotation.active_seconds), func.count(Annotation.active_seconds),
                func.sum(case((Annotation.unchanged.is_(True), 1), else_=0)), func.count(Annotation.unchanged),
                func.sum(Annotation.strokes), func.count(Annotation.strokes),
@@ -122,6 +129,6 @@ def effort_stats(project_id: int, session: SessionDep, _: CurrentToken) -> Effor
                                  labeled_fraction=m.get("labeled_fraction"),
                                  hours=float(seconds or 0) / 3600))
     return EffortStats(project_id=project_id, total=_effort_row(None, "all", *total),
-                       annotators=[_effort_row(r[0], names.get(r[0], "(deleted token)"), *r[1:])
-                                   for r in rows],
+                       annotators=_own_lines(token, [_effort_row(r[0], names.get(r[0], "(deleted token)"),
+                                                                 *r[1:]) for r in rows]),
                        curve=curve)

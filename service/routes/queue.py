@@ -11,7 +11,8 @@ from service.gold import claim_gold
 from service.models import Annotation, Image, Region, Token
 from service.quality import draw_gold, quality_of
 from service.queue import ImageRef, LeasedRegion, QueueError, lease_next, request_now
-from service.routes.deps import project_or_404
+from service.routes.deps import in_scope, project_or_404
+from service.schemas.common import ProjectId
 from service.schemas.queue import (
     AnnotatorStats,
     CropBox,
@@ -76,9 +77,10 @@ def lease_public(region: LeasedRegion, ttl: int) -> LeasePublic:
 
 @router.post("/{project_id}/queue/lease", response_model=LeasePublic,
              responses={204: {"description": "The queue is empty."}})
-def lease(project_id: int, request: Request, session: SessionDep, token: CurrentToken, now: NowDep,
+def lease(project_id: ProjectId, request: Request, session: SessionDep, token: CurrentToken, now: NowDep,
           body: Annotated[LeaseRequest | None, Body()] = None) -> LeasePublic | Response:
     """Lease the best queued region, or get back the live lease the caller already holds."""
+    in_scope(token, project_id)  # no database read: the hot path stays one statement
     settings = request.app.state.settings
     holding, page = (body.holding, body.page) if body else ([], None)
     try:
@@ -96,8 +98,9 @@ def lease(project_id: int, request: Request, session: SessionDep, token: Current
 
 
 @router.get("/{project_id}/queue/stats", response_model=QueueStats)
-def queue_stats(project_id: int, session: SessionDep, _: CurrentToken, now: NowDep) -> QueueStats:
-    project_or_404(session, project_id)
+def queue_stats(project_id: ProjectId, session: SessionDep, token: CurrentToken, now: NowDep) -> QueueStats:
+    """The queue's counts; per annotator for an admin, only the caller's own line for an annotator."""
+    project_or_404(session, project_id, token)
     in_project = Region.project_id == project_id
     told = Region.status != "gold"  # gold regions are never told apart
     counts = dict(session.execute(select(Region.status, func.count()).where(in_project, told)
@@ -123,4 +126,5 @@ def queue_stats(project_id: int, session: SessionDep, _: CurrentToken, now: NowD
         project_id=project_id, total=sum(counts.values()),
         queued=counts.get("queued", 0) + counts.get("leased", 0) - leased, leased=leased,
         labeled=counts.get("labeled", 0), skipped=counts.get("skipped", 0),
-        labeled_today=sum(a.labeled_today for a in annotators), annotators=annotators)
+        labeled_today=sum(a.labeled_today for a in annotators),
+        annotators=annotators if token.role == "admin" else [a for a in annotators if a.token_id == token.id])

@@ -3,7 +3,7 @@ Gold regions: made from oracle masks or from an annotation an admin vouches for 
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, HTTPException, Request, Response, UploadFile, status
+from fastapi import APIRouter, File, HTTPException, Path, Request, Response, UploadFile, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -16,6 +16,7 @@ from service.review import accept, fix, next_pending, reject
 from service.routes.deps import project_or_404
 from service.routes.queue import crop_box, default_context, http_error
 from service.routes.regions import CACHE
+from service.schemas.common import INT32_MAX, Offset, ProjectId
 from service.schemas.queue import CropBox, ImageBrief
 from service.schemas.review import (
     GoldCreated,
@@ -26,6 +27,7 @@ from service.schemas.review import (
 )
 from service.storage import StorageDep
 
+AnnotationId = Annotated[int, Path(ge=1, le=INT32_MAX, description="The annotation's id.")]
 router = APIRouter(prefix="/api", tags=["review"])
 
 
@@ -55,10 +57,10 @@ def _item(session: Session, ann: Annotation, pending: int) -> ReviewItem:
 
 @router.get("/projects/{project_id}/review/next", response_model=ReviewItem,
             responses={204: {"description": "Nothing awaits review."}})
-def review_next(project_id: int, session: SessionDep, _: ReviewerToken,
-                after: int = 0) -> ReviewItem | Response:
+def review_next(project_id: ProjectId, session: SessionDep, reviewer: ReviewerToken,
+                after: Offset = 0) -> ReviewItem | Response:
     """The oldest annotation awaiting review (with an id above `after`, to pass over one)."""
-    project_or_404(session, project_id)
+    project_or_404(session, project_id, reviewer)
     ann = next_pending(session, project_id, after)
     if ann is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -69,7 +71,7 @@ def review_next(project_id: int, session: SessionDep, _: ReviewerToken,
 
 @router.get("/annotations/{annotation_id}/mask", response_class=Response,
             responses={200: {"content": {"image/png": {}}}})
-def annotation_mask(annotation_id: int, session: SessionDep, storage: StorageDep,
+def annotation_mask(annotation_id: AnnotationId, session: SessionDep, storage: StorageDep,
                     _: ReviewerToken) -> Response:
     """An annotation's mask as submitted (8-bit class ids, 255 = unlabeled)."""
     ann = _annotation_or_404(session, annotation_id)
@@ -77,7 +79,7 @@ def annotation_mask(annotation_id: int, session: SessionDep, storage: StorageDep
 
 
 @router.post("/annotations/{annotation_id}/accept", response_model=ReviewResult)
-def accept_annotation(annotation_id: int, request: Request, session: SessionDep,
+def accept_annotation(annotation_id: AnnotationId, request: Request, session: SessionDep,
                       reviewer: ReviewerToken) -> ReviewResult:
     try:
         return ReviewResult.model_validate(accept(session, annotation_id, reviewer.id, request_now(request)))
@@ -86,7 +88,7 @@ def accept_annotation(annotation_id: int, request: Request, session: SessionDep,
 
 
 @router.post("/annotations/{annotation_id}/reject", response_model=ReviewResult)
-def reject_annotation(annotation_id: int, body: RejectRequest, request: Request, session: SessionDep,
+def reject_annotation(annotation_id: AnnotationId, body: RejectRequest, request: Request, session: SessionDep,
                       reviewer: ReviewerToken) -> ReviewResult:
     """Back to the queue with this mask as the pre-label; never to the same annotator."""
     try:
@@ -97,7 +99,7 @@ def reject_annotation(annotation_id: int, body: RejectRequest, request: Request,
 
 
 @router.post("/annotations/{annotation_id}/fix", response_model=ReviewResult)
-def fix_annotation(annotation_id: int, request: Request, session: SessionDep, storage: StorageDep,
+def fix_annotation(annotation_id: AnnotationId, request: Request, session: SessionDep, storage: StorageDep,
                    reviewer: ReviewerToken, mask: Annotated[UploadFile, File()]) -> ReviewResult:
     """The reviewer's mask (a PNG as for a submission) becomes the label."""
     settings = request.app.state.settings
@@ -116,7 +118,7 @@ def fix_annotation(annotation_id: int, request: Request, session: SessionDep, st
 
 
 @router.post("/projects/{project_id}/gold", response_model=GoldCreated, status_code=status.HTTP_201_CREATED)
-def make_gold(project_id: int, body: GoldRequest, session: SessionDep, storage: StorageDep,
+def make_gold(project_id: ProjectId, body: GoldRequest, session: SessionDep, storage: StorageDep,
               _: AdminToken) -> GoldCreated:
     """Turn queued regions whose image has an oracle mask into gold regions."""
     project_or_404(session, project_id)
@@ -128,7 +130,8 @@ def make_gold(project_id: int, body: GoldRequest, session: SessionDep, storage: 
 
 @router.post("/annotations/{annotation_id}/gold", response_model=GoldCreated,
              status_code=status.HTTP_201_CREATED)
-def mark_gold(annotation_id: int, session: SessionDep, storage: StorageDep, _: AdminToken) -> GoldCreated:
+def mark_gold(annotation_id: AnnotationId, session: SessionDep, storage: StorageDep,
+              _: AdminToken) -> GoldCreated:
     """A new gold region whose answer is this annotation."""
     ann = _annotation_or_404(session, annotation_id)
     region = gold_from_annotation(session, storage, ann)

@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.schemas.common import INT32_MAX, InputModel
+
 
 class CyclePublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -48,10 +50,9 @@ class ProjectMetrics(BaseModel):
                                                         "val mIoU: the one to export")
 
 
-class OracleRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    limit: int | None = Field(None, ge=1, description="Label at most this many regions; default all queued.")
+class OracleRequest(InputModel):
+    limit: int | None = Field(None, ge=1, le=INT32_MAX,
+                              description="Label at most this many regions; default all queued.")
 
 
 class OracleResult(BaseModel):

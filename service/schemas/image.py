@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.schemas.common import InputModel
+
 
 class ImagePublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -42,9 +44,7 @@ class UploadResponse(BaseModel):
     results: list[UploadResult]
 
 
-class ImportRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ImportRequest(InputModel):
     path: str = Field(min_length=1, description="Dataset folder; relative paths are under the import root.")
     masks: Literal["none", "initial", "oracle"] = "none"
 

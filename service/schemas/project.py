@@ -6,13 +6,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from service.masks import IGNORE
+from service.schemas.common import INT32_MAX, InputModel
 
 MAX_CLASSES = 255  # ids 0..254; 255 is the ignore index
 
 
-class ClassDef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ClassDef(InputModel):
     id: int = Field(ge=0, le=MAX_CLASSES - 1)
     name: str = Field(min_length=1, max_length=100)
     color: str = Field(pattern=r"^#[0-9a-fA-F]{6}$", description="#rrggbb")
@@ -36,11 +35,9 @@ def check_classes(classes: list[ClassDef]) -> list[ClassDef]:
     return sorted(classes, key=lambda c: c.id)
 
 
-class AutoCycleSettings(BaseModel):
+class AutoCycleSettings(InputModel):
     """Start the next cycle without an admin: checked after every submit and skip, never while a
     cycle is queued or running. Either rule suffices; 0 turns a rule off."""
-
-    model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(False, strict=True)
     after_labeled: int = Field(0, ge=0, le=1_000_000, strict=True, description=(
@@ -70,24 +67,20 @@ class AutoCycleStatus(BaseModel):
     waiting: int = Field(description="Regions waiting to be leased")
 
 
-class RegionSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RegionSettings(InputModel):
     kind: Literal["grid", "superpixel"] = "grid"
     size: int = Field(32, ge=4, le=2048, description="Grid cell side, or the mean superpixel side, in px.")
 
 
-class TrainingSettings(BaseModel):
+class TrainingSettings(InputModel):
     """One cycle's training and acquisition settings. Training fields have the names and defaults of the
     engine's TrainConfig (worker/engine/config.py; a test keeps them equal: the service cannot import it)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     iterations: int = Field(2000, ge=1, le=1_000_000)
     batch_size: int = Field(8, ge=1, le=512, description="Labeled images per step.")
     unlabeled_batch_size: int = Field(8, ge=0, le=512, description="Unlabeled images per step.")
     lr: float | None = Field(None, gt=0, le=10, description="None: the model's own default (unet_small 0.1, "
-                             "deeplabv3plus_mobilenetv2 0.01 as published for S4AL).")
+                             "lraspp_mobilenetv2 0.01, deeplabv3plus_mobilenetv2 0.01 as published).")
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
     weight_decay: float = Field(5e-4, ge=0, le=1)
@@ -95,27 +88,32 @@ class TrainingSettings(BaseModel):
     warmup_fraction: float = Field(0.1, ge=0, le=1, description="Supervised-only share of iterations.")
     ema_momentum: float = Field(0.99, ge=0, lt=1, description="Mean-teacher EMA cap.")
     tau: float = Field(0.97, gt=0, lt=1, description="Confidence threshold of the per-image weight η.")
+    unsup_gate: Literal["measured", "off"] = Field(
+        "measured", description="measured: the teacher's confidence is its precision measured on "
+                                "held-back labeled pixels (the unsupervised term is small while it is poor).")
     mix: Literal["classmix", "cutmix", "cowmix", "none"] = "classmix"
     pseudo_label: Literal["argmax", "pseudoseg"] = Field(
         "argmax", description="Unlabeled targets: the teacher's argmax, or PseudoSeg's fusion with a "
                               "self-attention Grad-CAM (uses image-level tags).")
     replay_size: int = Field(256, ge=0, le=100_000, description="Balanced ClassMix replay buffer; 0 = off.")
     acquisition: Literal["random", "least_confidence", "entropy", "margin"] = "entropy"
-    budget: int | None = Field(None, ge=1, description="Regions per cycle (global top-B); overrides "
-                                                      "budget_per_image when set.")
+    budget: int | None = Field(None, ge=1, le=INT32_MAX, description="Regions per cycle (global top-B); "
+                               "overrides budget_per_image when set.")
     budget_per_image: int = Field(4, ge=1, le=10_000, description="Top regions per image per cycle.")
-    model: Literal["unet_small", "deeplabv3plus_mobilenetv2"] = "unet_small"
+    # The ImageNet encoder by default: with few labels (what a labeling project starts with) it learns
+    # faster than unet_small from random weights, at 1.2x its step cost (bench/model_convergence.py).
+    model: Literal["unet_small", "lraspp_mobilenetv2", "deeplabv3plus_mobilenetv2"] = "lraspp_mobilenetv2"
     crop_size: int | None = Field(None, ge=1, le=4096, description="Side of the square training crops, in "
-                                  "px after resizing; None: the model's default (unet_small 64, "
-                                  "deeplabv3plus_mobilenetv2 512).")
+                                  "px after resizing; None: the model's default (unet_small and "
+                                  "lraspp_mobilenetv2 64, deeplabv3plus_mobilenetv2 512).")
     base_size: int | None = Field(None, ge=1, le=16384, description="Images whose long side exceeds this are "
                                   "resized to it for training, scoring and evaluation (regions and "
                                   "pre-labels stay in original pixels); None: the model's default "
-                                  "(unet_small never, deeplabv3plus_mobilenetv2 1024).")
+                                  "(unet_small and lraspp_mobilenetv2 never, deeplabv3plus 1024).")
     init: Literal["pretrained", "random"] = Field(
-        "pretrained", description="pretrained: a fresh model each cycle (deeplab's encoder from ImageNet); "
-                                  "random: a fresh model without ImageNet weights.")
-    seed: int = Field(0, ge=0)
+        "pretrained", description="pretrained: a fresh model each cycle (an ImageNet encoder where the model "
+                                  "has one); random: a fresh model without ImageNet weights.")
+    seed: int = Field(0, ge=0, le=2**32 - 1)
 
     @model_validator(mode="before")
     @classmethod
@@ -132,10 +130,8 @@ class TrainingSettings(BaseModel):
         return self
 
 
-class QualitySettings(BaseModel):
+class QualitySettings(InputModel):
     """How label quality is measured: review, gold regions, consensus (DESIGN §3, label quality)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     review: Literal["none", "sample", "all"] = Field(
         "none", description="Which annotations a reviewer sees; with review on, only accepted or fixed "
@@ -150,9 +146,7 @@ class QualitySettings(BaseModel):
                                 description="Share of regions given to `overlap` annotators.")
 
 
-class ProjectCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ProjectCreate(InputModel):
     name: str = Field(min_length=1, max_length=200, pattern=r"\S")
     classes: list[ClassDef]
     region: RegionSettings = Field(default_factory=RegionSettings)
@@ -167,11 +161,9 @@ class ProjectCreate(BaseModel):
         return check_classes(v)
 
 
-class ProjectUpdate(BaseModel):
+class ProjectUpdate(InputModel):
     """Partial update. `training` is merged into the current settings; `classes` may rename, recolor
     or append classes, never remove or renumber them (stored masks refer to the ids)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, min_length=1, max_length=200, pattern=r"\S")
     classes: list[ClassDef] | None = None

@@ -4,11 +4,11 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.schemas.common import InputModel, LeaseIdItem
 
-class LeaseRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
-    holding: list[str] = Field(default_factory=list, max_length=8,
+class LeaseRequest(InputModel):
+    holding: list[LeaseIdItem] = Field(default_factory=list, max_length=8,
                                description="Lease ids the page already holds; a lease other than these "
                                            "is returned (the prefetched next region).")
     page: str | None = Field(None, min_length=1, max_length=64,
@@ -75,9 +75,7 @@ class LeaseState(BaseModel):
     ended_at: datetime | None
 
 
-class SkipRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SkipRequest(InputModel):
     reason: str = Field(min_length=1, max_length=500, description="Why the region was skipped.")
 
 

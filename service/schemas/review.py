@@ -4,6 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.schemas.common import InputModel
 from service.schemas.queue import CropBox, ImageBrief
 
 
@@ -27,9 +28,7 @@ class ReviewItem(BaseModel):
     pending: int = Field(description="Annotations of the project awaiting review, this one included.")
 
 
-class RejectRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RejectRequest(InputModel):
     reason: str = Field(min_length=1, max_length=500, description="Why: the next annotator is not told, the "
                                                                    "dashboard is.")
 
@@ -45,9 +44,7 @@ class ReviewResult(BaseModel):
     fixed_by_annotation: int | None = None
 
 
-class GoldRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class GoldRequest(InputModel):
     count: int = Field(10, ge=1, le=10_000,
                        description="Queued regions with an oracle mask to turn into gold.")
 

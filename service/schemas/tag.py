@@ -2,14 +2,13 @@
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from service.schemas.common import InputModel
 from service.schemas.image import ImagePublic
 
 
-class TagUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TagUpdate(InputModel):
     class_ids: list[int] = Field(max_length=255, description="Every class present in the image; the "
                                                             "others are taken as absent. May be empty.")
 

@@ -6,12 +6,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.schemas.common import IdItem, InputModel
 
-class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
+class TokenCreate(InputModel):
     name: str = Field(min_length=1, max_length=200, pattern=r"\S")
     role: Literal["admin", "reviewer", "annotator"] = "annotator"
+    projects: list[IdItem] | None = Field(
+        None, max_length=1000, description="Project ids an annotator token may see and label; null (the "
+        "default) = every project. Admin tokens always cover every project.")
 
 
 class TokenPublic(BaseModel):
@@ -23,6 +26,10 @@ class TokenPublic(BaseModel):
     revoked: bool
     created_at: datetime
     last_used_at: datetime | None
+    projects: tuple[int, ...] | None = Field(None, description="Project ids it may use; null = all.")
+
+    def can_see(self, project_id: int) -> bool:
+        return self.projects is None or project_id in self.projects
 
 
 class TokenCreated(TokenPublic):

@@ -49,6 +49,23 @@ def test_token_create_prints_a_working_token_once(cli_env, session):
     assert runner.invoke(app, ["token", "create", "--role", "root", "--name", "x"]).exit_code != 0
 
 
+def test_token_create_with_project_scopes(cli_env, session):
+    from tests.service.queue_helpers import seed_queue
+
+    a = seed_queue(session, cli_env, name="streets")
+    b = seed_queue(session, cli_env, name="fields")
+    r = runner.invoke(app, ["token", "create", "--name", "alice", "--project", "streets", "--project",
+                            str(b.project_id)])
+    assert r.exit_code == 0, r.output
+    row = session.scalar(select(Token).where(Token.token_hash == hash_token(r.stdout.strip())))
+    assert sorted(row.projects) == sorted([a.project_id, b.project_id])
+    assert f"projects {min(row.projects)},{max(row.projects)}" in runner.invoke(app, ["token", "list"]).stdout
+    missing = runner.invoke(app, ["token", "create", "--name", "x", "--project", "nowhere"])
+    assert missing.exit_code == 1 and "no project 'nowhere'" in missing.output
+    admin = runner.invoke(app, ["token", "create", "--name", "x", "--role", "admin", "--project", "streets"])
+    assert admin.exit_code == 1 and "every project" in admin.output
+
+
 def test_import_command(cli_env, session, tmp_path):
     ds = make_dataset(tmp_path / "ds")
     r = runner.invoke(app, ["import", str(ds), "--project", "camvid", "--masks", "initial"])
@@ -129,7 +146,7 @@ def test_serve_migrates_prints_url_and_token_and_answers(tmp_path):
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
-        assert httpx.get(f"{base}/docs", timeout=5).status_code == 200
+        assert httpx.get(f"{base}/openapi.json", timeout=5).status_code == 200
         me = httpx.get(f"{base}/api/me", headers={"Authorization": f"Bearer {token}"}, timeout=5)
         assert me.status_code == 200 and me.json()["role"] == "admin"
     finally:

@@ -91,9 +91,9 @@ def test_paint_two_classes_undo_submit_with_enter(live_url, settings, page):
     expect(page.locator("#palette button")).to_have_count(3)
     region = Region(page, crop=(0, 0, 96, 96), box=(32, 32))
 
-    page.keyboard.press("1")
+    page.keyboard.press("2")  # keys are palette positions: the 2nd class is id 1
     region.stroke((2, 5), (20, 5))  # class 1, brush 3
-    page.keyboard.press("2")
+    page.keyboard.press("3")
     region.stroke((10, 3), (10, 28))  # class 2, vertical, over the pre-label's class 0 ...
     page.keyboard.press("Control+z")  # ... undone
     page.keyboard.press("]")
@@ -130,13 +130,13 @@ def test_shortcuts_fill_eraser_overlay_help_and_skip(live_url, settings, page):
     page.keyboard.press("Escape")
     expect(page.locator("#help")).to_be_hidden()
 
-    page.keyboard.press("h")
+    page.keyboard.press("o")  # every overlay (H hides only the pre-label: tests/e2e/test_painting.py)
     expect(page.locator("#overlay-visible")).not_to_be_checked()
     assert page.locator(".layer-label").evaluate("c => c.style.opacity") == "0"
-    page.keyboard.press("h")
+    page.keyboard.press("o")
     expect(page.locator("#overlay-visible")).to_be_checked()
 
-    page.keyboard.press("1")
+    page.keyboard.press("2")
     page.keyboard.press("f")
     expect(page.locator("[data-tool=fill]")).to_have_class("active")
     region.click(3, 3)  # the pre-label's left half (class 0) becomes class 1
@@ -147,7 +147,7 @@ def test_shortcuts_fill_eraser_overlay_help_and_skip(live_url, settings, page):
     expect(page.locator("#brush-size")).to_have_text("1")
     region.stroke((20, 10), (30, 10))  # erase to unlabeled, one pixel wide, across both halves
     page.keyboard.press("b")
-    page.keyboard.press("0")
+    page.keyboard.press("1")
     region.stroke((0, 31), (31, 31))  # the bottom row becomes class 0
     page.keyboard.press("Control+z")
     page.keyboard.press("Control+Shift+z")  # redo it

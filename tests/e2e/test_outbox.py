@@ -34,7 +34,7 @@ def test_offline_enter_reload_online_the_mask_arrives_and_is_exported(live_url, 
     page.goto(f"{live_url}/annotate/{seeded.project_id}")
     enter_token(page, token)
     expect(page.locator("#region-info")).to_contain_text("at (32, 32)")
-    page.keyboard.press("1")
+    page.keyboard.press("2")  # the 2nd class of the palette: id 1
     expected = paint_class_1(page, (0, 0, 96, 96), (32, 32))
 
     page.context.set_offline(True)
@@ -73,7 +73,7 @@ def test_enter_twice_on_a_slow_network_saves_both(live_url, settings, page):
     cdp.send("Network.enable")
     cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 600,
                                                    "downloadThroughput": 20_000, "uploadThroughput": 20_000})
-    page.keyboard.press("1")
+    page.keyboard.press("2")  # the 2nd class of the palette: id 1
     paint_class_1(page, (0, 0, 96, 96), (32, 32))
     page.keyboard.press("Enter")
     expect(page.locator("#region-info")).to_contain_text("at (64, 32)")
@@ -107,7 +107,7 @@ def test_a_401_mid_session_asks_for_a_token_and_the_painting_is_saved(live_url, 
     page.goto(f"{live_url}/annotate/{seeded.project_id}")
     enter_token(page, token)
     expect(page.locator("#region-info")).to_contain_text("at (32, 32)")
-    page.keyboard.press("1")
+    page.keyboard.press("2")  # the 2nd class of the palette: id 1
     expected = paint_class_1(page, (0, 0, 96, 96), (32, 32))
     with session_factory(settings.sqlalchemy_url)() as s:  # the admin revokes alice's token, issues another
         alice = s.scalar(select(Token.id).where(Token.name == "alice"))
@@ -144,7 +144,7 @@ def test_a_refused_region_is_named_and_kept_across_a_reload(live_url, settings, 
     page.goto(f"{live_url}/annotate/{seeded.project_id}")
     enter_token(page, token)
     expect(page.locator("#region-info")).to_contain_text("at (32, 32)")
-    page.keyboard.press("1")
+    page.keyboard.press("2")  # the 2nd class of the palette: id 1
     paint_class_1(page, (0, 0, 96, 96), (32, 32))
     page.keyboard.press("Enter")
     refused = page.locator("#refused")
@@ -173,7 +173,7 @@ def test_a_page_that_lost_its_lease_says_so_before_painting(live_url, settings, 
 
         _, bob = token_row(s, "bob")
         assert lease_next(s, settings, seeded.project_id, bob).id == seeded.region_ids[1]  # ... bob has it
-    page.keyboard.press("1")
+    page.keyboard.press("2")  # the 2nd class of the palette: id 1
     paint_class_1(page, (0, 0, 96, 96), (32, 32))
     page.keyboard.press("Enter")
     expect(page.locator("#region-info")).to_contain_text("at (64, 32)")

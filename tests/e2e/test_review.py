@@ -60,7 +60,7 @@ def test_review_accept_reject_fix(live_url, settings, page):
     crop = (max(0, box[0] - crop_ctx), max(0, box[1] - crop_ctx))
     crop_w = min(128, box[0] + SIZE + crop_ctx) - crop[0]
     crop_h = min(96, box[1] + SIZE + crop_ctx) - crop[1]
-    page.keyboard.press("2")
+    page.keyboard.press("3")  # the 3rd class of the palette: id 2
     Screen(page, crop=(*crop, crop_w, crop_h), box=box).stroke((2, 5), (20, 5))
     page.keyboard.press("x")
     expect(page.locator("#message")).to_contain_text("Nothing awaits review")
@@ -98,7 +98,7 @@ def test_a_gold_region_is_scored_and_the_quality_panel_shows_it(live_url, settin
     page.goto(f"{live_url}/annotate/{seeded.project_id}")
     enter_token(page, token)
     expect(page.locator("#region-info")).to_contain_text("Region 32×32")
-    page.keyboard.press("1")
+    page.keyboard.press("2")  # the 2nd class of the palette: id 1
     with session_factory(settings.sqlalchemy_url)() as s:
         g = s.get(Region, gold_id)
         box = (g.x, g.y)

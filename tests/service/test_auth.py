@@ -1,5 +1,7 @@
 import re
 
+from fastapi.testclient import TestClient
+
 from service.main import create_app
 from service.settings import Settings
 from tests.service.factories import CLASSES, counts, create_project, png_bytes
@@ -40,9 +42,11 @@ def test_every_api_endpoint_needs_a_token(client):
     assert wrong == []
 
 
-def test_health_docs_and_openapi_are_public(client):
+def test_health_and_openapi_are_public_docs_off_unless_enabled(client, settings):
     assert client.get("/api/health").status_code == 200
-    assert client.get("/docs").status_code == 200
+    assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
+    with TestClient(create_app(settings.model_copy(update={"api_docs": True}))) as docs_client:
+        assert docs_client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     for path in ("/api/projects", "/api/projects/{project_id}", "/api/projects/{project_id}/images",
                  "/api/images/{image_id}", "/api/images/{image_id}/file",

@@ -1,6 +1,7 @@
 """The cycle API and the reaper, on SQLite and PostgreSQL, with the real embedded broker (no worker)."""
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -105,7 +106,7 @@ def test_reaper_recovers_a_running_cycle_with_a_stale_heartbeat(session, setting
     settings.stale_cycle_action = action
     old = utcnow() - timedelta(seconds=settings.heartbeat_stale_seconds + 5)
     stale = Cycle(project_id=project.id, number=1, status="running", attempts=1, worker="gone:1",
-                  started_at=old, heartbeat_at=old)
+                  started_at=old, heartbeat_at=old, phase="train")
     session.add(stale)
     other = make_project(session, settings, settings.import_root, name="fresh")
     fresh = Cycle(project_id=other.id, number=1, status="running", attempts=1, worker="alive:2",
@@ -122,6 +123,8 @@ def test_reaper_recovers_a_running_cycle_with_a_stale_heartbeat(session, setting
         assert sent == [stale.id] and row.status == "queued" and row.worker is None
     else:
         assert sent == [] and row.status == "failed" and "no heartbeat" in row.error
+        age = re.search(r", (\d+) s before", row.error)  # the real age of the last beat
+        assert age and 305 <= int(age[1]) < 315 and row.phase is None, row.error
     assert reap_stale_cycles(session, settings, send=sent.append) == []  # nothing left to do
 
 

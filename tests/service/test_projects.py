@@ -14,7 +14,8 @@ def test_create_read_list_with_design_defaults(client, admin, annotator):
     assert (t["warmup_fraction"], t["ema_momentum"], t["tau"], t["mix"], t["acquisition"]) == (
         0.1, 0.99, 0.97, "classmix", "entropy")
     assert (t["budget_per_image"], t["budget"], t["model"], t["init"]) == (
-        4, None, "unet_small", "pretrained")
+        4, None, "lraspp_mobilenetv2", "pretrained")
+    assert t["unsup_gate"] == "measured"
     assert client.get(f"/api/projects/{p['id']}", headers=annotator).json() == p
     listed = client.get("/api/projects", headers=annotator).json()
     assert [x["id"] for x in listed] == [p["id"]] and listed[0]["image_count"] == 0

@@ -226,7 +226,9 @@ def test_effort_figures_per_project_and_annotator(client, session, settings, adm
         held = lease(client, seeded.project_id, tok)
         r = send(client, held["lease_id"], tok, arr, active_seconds=secs, strokes=strokes)
         assert r.status_code == 201
-    e = client.get(f"/api/projects/{seeded.project_id}/effort", headers=bearer(a)).json()
+    mine = client.get(f"/api/projects/{seeded.project_id}/effort", headers=bearer(a)).json()
+    assert [x["name"] for x in mine["annotators"]] == ["a"]  # an annotator sees only its own line
+    e = client.get(f"/api/projects/{seeded.project_id}/effort", headers=admin).json()
     assert e["total"]["annotations"] == 3
     assert e["total"]["active_hours"] == pytest.approx(48 / 3600)
     assert e["total"]["seconds_per_region"] == pytest.approx(16)

@@ -16,3 +16,9 @@ def _torch_single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def _private_full_cache(tmp_path, monkeypatch):
+    """Simulations cache their `full` runs; each test gets its own cache, never the user's."""
+    monkeypatch.setenv("S4AL_CACHE_DIR", str(tmp_path / "s4al-cache"))

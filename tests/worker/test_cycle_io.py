@@ -6,10 +6,12 @@ PostgreSQL. The Celery side (a real worker process, kill -9) is in test_tasks.py
 
 import io
 import os
+import re
 import socket
 import subprocess
 import threading
 import time
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select, update
 
 from service.cycles import create_cycle
-from service.models import Cycle, Image, Region
+from service.models import Cycle, Image, Region, utcnow
 from service.storage import storage_for
 from tests.worker.tiny import label_with_oracle, make_project
 from worker.cycle_io import claim_cycle, execute_cycle
@@ -138,12 +140,17 @@ def test_a_cycle_held_by_a_live_worker_is_left_alone(session, settings, project)
 def test_taken_over_holder_fails_instead_when_the_setting_says_fail(session, settings, project):
     settings.stale_cycle_action = "fail"
     cycle = create_cycle(session, project)
+    dead = _dead_pid()
     session.execute(update(Cycle).where(Cycle.id == cycle.id).values(
-        status="running", attempts=1, worker=f"{socket.gethostname()}:{_dead_pid()}"))
+        status="running", attempts=1, worker=f"{socket.gethostname()}:{dead}", phase="train",
+        heartbeat_at=utcnow() - timedelta(seconds=12)))
     session.commit()
     assert execute_cycle(settings, cycle.id) == "skipped"
     c = _cycle(session, cycle.id)
     assert c.status == "failed" and "was lost" in c.error and _regions(session) == []
+    # The real reason and the real age of the last heartbeat, not the stale time; no phase any more.
+    assert f"its process {dead} is gone" in c.error and re.search(r", 1[2-4] s before", c.error), c.error
+    assert "stale" not in c.error and c.phase is None
 
 
 def _run_in_thread(settings, cycle_id):

@@ -19,7 +19,7 @@ def test_simulate_reports_pseudo_label_quality(tmp_path):
     assert "pseudo-label mIoU on unlabeled pixels: argmax" in result.output
     saved = json.loads((out / "result.json").read_text())
     assert saved["config"]["pseudo_label"] == "pseudoseg" and saved["config"]["tags"] == "all"
-    rows = saved["arms"]["s4al"]
+    rows = saved["runs"][0]["arms"]["s4al"]  # per-seed rows keep the training details
     assert [r["cycle"] for r in rows] == [1, 2]
     for row in rows:
         quality = row["pseudo_label_miou"]

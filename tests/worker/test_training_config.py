@@ -10,6 +10,10 @@ from service.settings import Settings
 from worker.engine.config import TrainConfig
 from worker.training_config import ACQUISITION_FIELDS, BadTrainingSettings, resolve_configs
 
+# A project starts from the pretrained CPU model; the engine's bare default stays the scratch model that
+# its unit tests and `s4al simulate` use.
+PROJECT_ONLY_DEFAULTS = {"model"}
+
 
 def test_every_training_field_is_a_train_config_field_with_the_same_default():
     config = {f.name: f for f in fields(TrainConfig)}
@@ -18,7 +22,8 @@ def test_every_training_field_is_a_train_config_field_with_the_same_default():
         if name in ACQUISITION_FIELDS:
             continue
         assert name in config, f"{name} is not a TrainConfig field"
-        assert getattr(schema, name) == config[name].default, name
+        if name not in PROJECT_ONLY_DEFAULTS:
+            assert getattr(schema, name) == config[name].default, name
 
 
 def _project(**training) -> Project:
@@ -41,3 +46,15 @@ def test_a_crop_larger_than_the_base_size_is_refused():
         TrainingSettings(crop_size=64, base_size=32)
     with pytest.raises(BadTrainingSettings, match="crop_size 2048 is larger than base_size 1024"):
         resolve_configs(_project(model="deeplabv3plus_mobilenetv2", crop_size=2048), Settings(_env_file=None))
+
+
+def test_the_gate_is_on_by_default_and_can_be_turned_off():
+    on, _, resolved = resolve_configs(_project(), Settings(_env_file=None))
+    assert on.unsup_gate == "measured" and resolved["train"]["unsup_gate"] == "measured"
+    off, _, _ = resolve_configs(_project(unsup_gate="off"), Settings(_env_file=None))
+    assert off.unsup_gate == "off"
+
+
+def test_a_project_starts_with_the_cpu_pretrained_model():
+    config, _, _ = resolve_configs(_project(), Settings(_env_file=None))
+    assert config.model == "lraspp_mobilenetv2" and config.learning_rate == 1e-2

@@ -14,12 +14,12 @@ so no garment appears in both splits. Deterministic for a seed.
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from worker.data.writer import pixel_shares, prepare, write_splits
 
 SUBSET = Path(__file__).with_name("fashion_mnist_subset.npz")
 ITEM_THRESHOLD = 50  # grey level (0..255) above which an item pixel belongs to the garment
@@ -37,7 +37,6 @@ CLASSES = [
     {"id": 9, "name": "bag", "color": "#bfef45"},
     {"id": 10, "name": "ankle-boot", "color": "#469990"},
 ]
-_WRITTEN = ("classes.json", "images", "masks", "splits")
 
 
 def load_items(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -109,30 +108,9 @@ def generate(out_dir: Path | str, n_train: int = 600, n_val: int = 100, size: in
         raise ValueError(f"need n_train >= 1 and n_val >= 0, got {n_train} and {n_val}")
     if size < MIN_SIZE:
         raise ValueError(f"size must be at least {MIN_SIZE} px, got {size}")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise ValueError(f"{out}: not empty (use --force to replace a previous fashion-scenes dataset)")
-        for name in _WRITTEN:
-            p = out / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    for sub in ("images", "masks", "splits"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    (out / "classes.json").write_text(json.dumps(CLASSES, indent=2) + "\n")
-    train_seq, val_seq = np.random.SeedSequence(seed).spawn(2)
-    counts = np.zeros(len(CLASSES), np.int64)
-    for split, n, seq in (("train", n_train, train_seq), ("val", n_val, val_seq)):
-        items, classes = load_items(split)
-        rng = np.random.default_rng(seq)
-        stems = [f"{split}_{i:05d}" for i in range(n)]
-        for stem in stems:
-            image, label = make_scene(rng, items, classes, size)
-            Image.fromarray(image).save(out / "images" / f"{stem}.png")
-            Image.fromarray(label).save(out / "masks" / f"{stem}.png")
-            counts += np.bincount(label.ravel(), minlength=len(CLASSES))
-        (out / "splits" / f"{split}.txt").write_text("".join(s + "\n" for s in stems))
+    out = prepare(out_dir, CLASSES, force, "fashion-scenes")
+    pools = {split: load_items(split) for split in ("train", "val")}
+    pixels = write_splits(out, lambda rng, split: make_scene(rng, *pools[split], size),
+                          {"train": n_train, "val": n_val}, seed, len(CLASSES))
     return {"out_dir": str(out), "train": n_train, "val": n_val, "size": size, "seed": seed,
-            "class_pixel_share": {c["name"]: round(float(v) / counts.sum(), 4)
-                                  for c, v in zip(CLASSES, counts, strict=True)}}
+            "class_pixel_share": pixel_shares(CLASSES, pixels)}

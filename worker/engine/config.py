@@ -12,6 +12,7 @@ from typing import Any
 from worker.engine import pseudoseg_train
 from worker.engine.losses import CONSISTENCY
 from worker.engine.models import check_model_name
+from worker.engine.unsup_gate import GATES
 
 MIX_MODES = ("classmix", "balanced_classmix", "cutmix", "cowmix", "cowout", "none")
 INITS = ("pretrained", "random", "previous")
@@ -39,6 +40,9 @@ class ModelDefaults:
 MODEL_DEFAULTS = {
     "unet_small": ModelDefaults(lr=1e-1, scale=(1.0, 1.0), crop_size=64, base_size=None),
     "deeplabv3plus_mobilenetv2": ModelDefaults(lr=1e-2, scale=(0.5, 1.5), crop_size=512, base_size=1024),
+    # An ImageNet encoder on images as small as unet_small's: the fine-tuning lr, unet_small's crop and
+    # fixed scale (not tuned; bench/model_convergence.py measures it).
+    "lraspp_mobilenetv2": ModelDefaults(lr=1e-2, scale=(1.0, 1.0), crop_size=64, base_size=None),
 }
 
 
@@ -71,6 +75,9 @@ class TrainConfig:
     warmup_fraction: float = 0.1  # supervised-only share of the iterations
     ema_momentum: float = 0.99
     tau: float = 0.97
+    # The teacher's confidence measured on held-back labeled pixels (unsup_gate.py): measured | off.
+    unsup_gate: str = "measured"
+    gate_holdout: float = 0.1  # share of the labeled blocks held back from training to measure it
     mix: str = "classmix"
     consistency: str = "ce"  # ce (S4AL, ClassMix) | mse (French et al.)
     cutout: bool = False  # CutOut on the student's view as well
@@ -126,7 +133,7 @@ class TrainConfig:
     def validate(self) -> None:
         check_model_name(self.model)
         choices = {"mix": (self.mix, MIX_MODES), "init": (self.init, INITS), "device": (self.device, DEVICES),
-                   "consistency": (self.consistency, CONSISTENCY)}
+                   "consistency": (self.consistency, CONSISTENCY), "unsup_gate": (self.unsup_gate, GATES)}
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(allowed)}")
@@ -145,6 +152,8 @@ class TrainConfig:
             raise ValueError(f"replay_size must be >= 2, got {self.replay_size}")
         if not 0.0 < self.tau < 1.0 or not 0.0 <= self.ema_momentum < 1.0:
             raise ValueError("tau must be in (0, 1) and ema_momentum in [0, 1)")
+        if not 0.0 < self.gate_holdout < 1.0:
+            raise ValueError(f"gate_holdout must be in (0, 1), got {self.gate_holdout}")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if len(self.scales) != 2 or not 0.0 < self.scales[0] <= self.scales[1]:

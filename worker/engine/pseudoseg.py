@@ -37,9 +37,11 @@ from worker.engine.sgc import SelfAttentionCAM, hypercolumn, sgc_loss
 # than PseudoSeg's stride 16, which on 64x64 images would be a 4x4 map.
 # DeepLabV3PlusMobileNetV2: `high` is the stride-16 MobileNetV2 output (320 ch), `high.9` is
 # features.13 (96 ch, stride 16), `low` the stride-4 features (24 ch).
+# LRASPPMobileNetV2: `high` ends with features.7 (64 ch, stride 8); `high.6` is features.6 (32 ch, stride 8).
 TAPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "UNetSmall": ("enc.4", ("enc.2", "enc.3", "enc.4")),
     "DeepLabV3PlusMobileNetV2": ("high", ("low", "high.9", "high")),
+    "LRASPPMobileNetV2": ("high", ("low", "high.6", "high")),
 }
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from service.masks import IGNORE
 from worker.engine import augment, pseudoseg_train
 from worker.engine.losses import labels_to_probs, teacher_targets, unsupervised_loss
 
@@ -20,6 +21,7 @@ class ArgmaxTargets:
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
+        self.gate = None  # an UnsupGate: the teacher's measured precision replaces its own confidence
 
     def parameters(self) -> list[nn.Parameter]:
         return []
@@ -51,6 +53,9 @@ class ArgmaxTargets:
             probs = None
             if cfg.consistency == "mse":
                 probs = torch.where(mm[:, None], labels_to_probs(pa, ya), labels_to_probs(pb, yb))
+        if self.gate is not None:
+            human = (ya != IGNORE) if mode == "cowout" else torch.where(mm, ya != IGNORE, yb != IGNORE)
+            conf = self.gate.confidence(target, conf, human)
         return unsupervised_loss(student_logits, target, conf, tau=cfg.tau, valid=valid,
                                  kind=cfg.consistency, target_probs=probs)
 

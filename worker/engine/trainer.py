@@ -29,10 +29,11 @@ from worker.engine.errors import Cancelled
 from worker.engine.loader import StepDraws, crop_loader, default_loader_workers, to_device
 from worker.engine.losses import supervised_ce, teacher_targets
 from worker.engine.masks import classmix_mask, cow_mask, cutmix_mask
-from worker.engine.models import build_model
+from worker.engine.models import PRETRAINED_MODELS, build_model
 from worker.engine.replay import ReplayBuffer, weights_from_counts
 from worker.engine.targets import make_targets, mixed_input
 from worker.engine.teacher import EMATeacher
+from worker.engine.unsup_gate import HeldOutPool, UnsupGate, gate_sample
 
 __all__ = ["DEVICES", "INITS", "MIX_MODES", "MODEL_DEFAULTS", "Cancelled", "TrainConfig", "TrainResult",
            "resolve_device", "train", "unsup_weight"]
@@ -71,6 +72,22 @@ def unsup_weight(step: int, config: TrainConfig) -> float:
     return 1.0
 
 
+GATE_IMAGES = 16  # images the gate measures the teacher on: enough held pixels, bounded memory and time
+
+
+def unsup_gate(config: TrainConfig, data, labeled: list[int]) -> tuple[object, UnsupGate | None]:
+    """(the pool training reads, the gate or None): with the gate on, a share of the labeled blocks is
+    held back from training and measured on instead (unsup_gate.py)."""
+    if config.mix == "none" or config.unsup_gate != "measured" or config.pseudo_label != "argmax":
+        return data.train, None
+    pool = HeldOutPool(data.train, config.gate_holdout, block=16, seed=config.seed)
+    images, held = gate_sample(pool, labeled, GATE_IMAGES, config.base)
+    gate = UnsupGate(images, held, data.num_classes, start=int(config.warmup_fraction * config.iterations),
+                     every=max(1, config.iterations // 20), max_images=GATE_IMAGES,
+                     batch_size=4)
+    return pool, gate
+
+
 def mix_mask(mode: str, target_a: torch.Tensor, cfg: TrainConfig, weights: torch.Tensor | None,
              gen: torch.Generator) -> torch.Tensor:
     b, h, w = target_a.shape
@@ -98,7 +115,7 @@ class Step:
                  class_counts: np.ndarray) -> None:
         self.cfg, self.device = config, device
         self.autocast = autocast_args(config, device)
-        imagenet = config.model == "deeplabv3plus_mobilenetv2" and config.init != "random"
+        imagenet = config.model in PRETRAINED_MODELS and config.init != "random"
         pretrained = (config.weights or True) if imagenet else None
         student = build_model(config.model, data.num_classes, pretrained=pretrained)
         if config.init == "previous" and init_state is not None:
@@ -235,12 +252,14 @@ def train(config: TrainConfig, data, progress: Callable[[str, int, int, dict], N
         torch.manual_seed(config.seed)
         gen = torch.Generator(device).manual_seed(config.seed)
         run = Step(config, data, device, init_state, stats.class_counts)
+        train_pool, gate = unsup_gate(config, data, labeled)
+        run.targets.gate = gate
         draws = StepDraws(labeled, len(data.train), batch_size=config.batch_size,
                           unlabeled_batch_size=config.unlabeled_batch_size, iterations=config.iterations,
                           warmup=int(config.warmup_fraction * config.iterations), mixing=config.mix != "none",
                           seed=config.seed)
         workers = default_loader_workers() if config.loader_workers is None else config.loader_workers
-        loader = crop_loader(data.train, draws, crop=config.crop, scale=config.scales, flip=config.flip,
+        loader = crop_loader(train_pool, draws, crop=config.crop, scale=config.scales, flip=config.flip,
                              base_size=config.base, workers=workers, device=device)
         log = LossLog(config)
         batches = iter(loader)
@@ -251,7 +270,12 @@ def train(config: TrainConfig, data, progress: Callable[[str, int, int, dict], N
             t = time.perf_counter()
             x, y, inside, indices = to_device(next(batches), device)
             wait += time.perf_counter() - t
+            if gate is not None and gate.due(step):
+                gate.measure(run.teacher.module, device)
             terms = run.losses(step, x, y, inside, indices, gen)
+            if gate is not None:
+                device_of = terms["loss"].device
+                terms.update({k: torch.tensor(v, device=device_of) for k, v in gate.summary().items()})
             run.optimize(terms["loss"])
             run.update_teacher(step)
             log.add(step, terms, lr)

@@ -64,3 +64,28 @@ def test_weights_with_a_wrong_sha256_are_refused(tmp_path):
 def test_missing_weights_path_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         build_model("deeplabv3plus_mobilenetv2", 3, pretrained=tmp_path / "nope.pth")
+
+
+def test_lraspp_loads_the_imagenet_encoder_and_keeps_input_size():
+    net = build_model("lraspp_mobilenetv2", 4, pretrained=True).eval()
+    state = torch.load(find_mobilenet_weights(), map_location="cpu", weights_only=True)
+    assert torch.equal(net.low[1].conv[0][0].weight, state["features.1.conv.0.0.weight"])
+    assert torch.equal(net.high[-1].conv[1][0].weight, state["features.7.conv.1.0.weight"])
+    with torch.no_grad():
+        assert net(torch.rand(2, 3, 32, 32)).shape == (2, 4, 32, 32)
+        assert net(torch.rand(1, 3, 30, 45)).shape == (1, 4, 30, 45)  # padded to the stride, cropped back
+
+
+def test_lraspp_deep_features_sit_at_output_stride_8():
+    net = build_model("lraspp_mobilenetv2", 3).eval()
+    assert net.stride == 8
+    with torch.no_grad():
+        low = net.low(torch.rand(1, 3, 64, 64))
+        assert low.shape[-2:] == (16, 16)  # stride 4
+        assert net.high(low).shape[-2:] == (8, 8)  # stride 8
+
+
+def test_lraspp_random_init_differs_from_the_imagenet_weights():
+    state = torch.load(find_mobilenet_weights(), map_location="cpu", weights_only=True)
+    net = build_model("lraspp_mobilenetv2", 3, pretrained=None)
+    assert not torch.equal(net.low[0][0].weight, state["features.0.0.weight"])

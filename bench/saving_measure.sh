@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The labeling-saving measurement on a short protocol (CPU, shared cores): three generated datasets,
+# 3 seeds, arms s4al / random / supervised / full (N vs 2N), cost in labeled %, corrected %, clicks.
+# The three datasets run at once, two processes each (torch on one thread).
+# Usage: bench/saving_measure.sh OUT_DIR [N] [ITERATIONS_AFTER_FIRST] [BATCH]
+set -euo pipefail
+out=${1:?usage: bench/saving_measure.sh OUT_DIR [N] [ITERATIONS_AFTER_FIRST] [BATCH]}
+n=${2:-120}
+after=${3:-60}
+batch=${4:-4}
+s4al=${S4AL:-.venv/bin/s4al}
+export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
+mkdir -p "$out"
+[ -d "$out/data/fashion-scenes" ] || $s4al data fashion-scenes "$out/data/fashion-scenes" --n-train 200 --n-val 50
+[ -d "$out/data/aerial-maps" ] || $s4al data aerial-maps "$out/data/aerial-maps" --n-train 80 --n-val 20
+[ -d "$out/data/long-tail" ] || $s4al data long-tail "$out/data/long-tail" --n-train 200 --n-val 60
+for ds in fashion-scenes aerial-maps long-tail; do
+  # progress bars go to $ds.err, the report lines and the table to $ds.log
+  $s4al simulate "$out/data/$ds" --out "$out/$ds" --cycles 3 --initial 0.02 --budget 0.02 \
+    --iterations "$n" --init previous --iterations-after-first "$after" --seeds 3 --jobs 2 --threads 1 \
+    --batch-size "$batch" --unlabeled-batch-size "$batch" --device cpu --cache-dir "$out/cache" \
+    > "$out/$ds.log" 2> "$out/$ds.err" &
+done
+wait

@@ -1,0 +1,52 @@
+// The painting tools beyond brush, eraser and fill, wired to their buttons, sliders and keys:
+// G polygon/lasso, W magic wand (, and . change its tolerance), X superpixel brush, K superpixel
+// boundaries, H the pre-label only, O every overlay. The page calls `onKey` before its own shortcuts.
+
+import { PolygonTool } from "./polygon.js";
+import { SuperpixelTool } from "./superpixels.js";
+import { WandTool } from "./wand.js";
+
+const TOOL_KEYS = { g: "polygon", w: "wand", x: "superpixel" };
+const TOLERANCE_STEP = 4;
+
+export function installTools(editor, { message }) {
+  const $ = (id) => document.getElementById(id);
+  const polygon = new PolygonTool(editor, { message });
+  const wand = new WandTool(editor, { onTolerance: (v) => { $("wand-tolerance").value = String(v); $("wand-tolerance-value").textContent = String(v); } });
+  const superpixel = new SuperpixelTool(editor, { message });
+  editor.addTool("polygon", polygon);
+  editor.addTool("wand", wand);
+  editor.addTool("superpixel", superpixel);
+  wand.setTolerance(wand.tolerance);
+
+  $("brush-size-range").addEventListener("input", (e) => editor.setSize(Number(e.target.value)));
+  $("wand-tolerance").addEventListener("input", (e) => wand.setTolerance(Number(e.target.value)));
+  $("prelabel-visible").addEventListener("change", () => editor.togglePrelabel());
+  $("superpixels-visible").addEventListener("change", () => superpixel.toggleBoundaries());
+
+  function refresh() {
+    $("brush-size-range").value = String(editor.size);
+    $("prelabel-visible").checked = editor.prelabelVisible;
+    $("superpixels-visible").checked = superpixel.visible;
+    const sp = editor.superpixels;
+    $("superpixel-state").textContent = sp?.ids ? "" : sp?.problem ? `Superpixels: ${sp.problem}.` : "";
+  }
+
+  /** True when the key was a tool's: the page then leaves it alone. */
+  function onKey(e) {
+    if (editor.tool === "polygon" && polygon.key(e)) { e.preventDefault(); return true; }
+    if (e.ctrlKey || e.metaKey || e.altKey) return false;
+    const lower = e.key.toLowerCase();
+    if (TOOL_KEYS[lower] && !e.shiftKey) editor.setTool(TOOL_KEYS[lower]);
+    else if (e.key === ",") wand.setTolerance(wand.tolerance - TOLERANCE_STEP);
+    else if (e.key === ".") wand.setTolerance(wand.tolerance + TOLERANCE_STEP);
+    else if (lower === "h" && !e.shiftKey) editor.togglePrelabel();
+    else if (lower === "o") editor.toggleOverlay();
+    else if (lower === "k") { superpixel.toggleBoundaries(); refresh(); }
+    else return false;
+    e.preventDefault();
+    return true;
+  }
+
+  return { onKey, refresh, polygon, wand, superpixel };
+}

@@ -1,0 +1,202 @@
+"""The unsupervised term's safeguard: the teacher's confidence, measured instead of self-reported.
+
+S4AL weights each pseudo-labeled pixel by the teacher's max probability p and each mixed image by
+eta = share of its pixels with p > tau. A teacher trained on few labels is often confidently wrong:
+p > tau on most pixels, so eta is near 1 and the student is pulled toward the teacher's errors
+(minority classes drift to the majority one, and the teacher, an average of the student, follows).
+
+The gate holds back a share of the labeled pixels (whole blocks, so that a held pixel's neighbours are
+not in the training set either) from training, and measures on them, every few steps, how often the
+teacher's pseudo-label is right for each predicted class and confidence level: `precision[c, bin]`.
+Each pseudo-labeled pixel's confidence becomes that measured precision, so both the per-pixel weight
+and eta follow the teacher's real accuracy: while it is poor the unsupervised term is small (the model
+trains as supervised-only would), and it opens class by class as the teacher earns it. Human labels
+keep confidence 1. With no held-back pixel there is nothing to measure and the term stays closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image as PILImage
+from torch import nn
+
+from service.masks import IGNORE
+from worker.engine.pool import Pool
+
+GATES = ("measured", "off")
+# Confidence bins: finer near 1, where tau sits.
+EDGES = torch.tensor([0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99, 0.999])
+PRIOR = 4.0  # pseudo-count of wrong pixels added to every bin: few measurements cannot open a bin
+
+
+def hold_out(labels: Sequence[np.ndarray], fraction: float, block: int,
+             seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Split labeled pixels into (train labels, held labels), both full-size with 255 elsewhere.
+
+    The unit is a `block`x`block` grid cell of an image that holds a label; a share `fraction` of
+    those cells (rounded, at least one when there are two or more) is held back, chosen by `seed`.
+    """
+    rng = np.random.default_rng(seed)
+    cells = []
+    for i, lab in enumerate(labels):
+        h, w = lab.shape
+        for y in range(0, h, block):
+            for x in range(0, w, block):
+                if (lab[y:y + block, x:x + block] != IGNORE).any():
+                    cells.append((i, y, x))
+    n = round(fraction * len(cells)) if len(cells) >= 2 else 0
+    n = min(max(n, 1 if len(cells) >= 2 and fraction > 0 else 0), len(cells) - 1) if cells else 0
+    train = [lab.copy() for lab in labels]
+    held = [np.full(lab.shape, IGNORE, np.uint8) for lab in labels]
+    for j in rng.permutation(len(cells))[:n]:
+        i, y, x = cells[j]
+        held[i][y:y + block, x:x + block] = labels[i][y:y + block, x:x + block]
+        train[i][y:y + block, x:x + block] = IGNORE
+    return train, held
+
+
+def held_blocks(label: np.ndarray, fraction: float, block: int, seed: int, index: int) -> np.ndarray:
+    """HxW bool: the pixels of image `index` held back. Each `block`x`block` cell holding a label is held
+    with probability `fraction` (drawn from (seed, index), so any process gets the same cells without
+    seeing the others), but one such cell always stays for training."""
+    h, w = label.shape
+    gh, gw = -(-h // block), -(-w // block)
+    padded = np.full((gh * block, gw * block), IGNORE, np.uint8)
+    padded[:h, :w] = label
+    labeled = (padded.reshape(gh, block, gw, block) != IGNORE).any(axis=(1, 3))
+    held = (np.random.default_rng([seed, index]).random((gh, gw)) < fraction) & labeled
+    if labeled.any() and held.sum() == labeled.sum():
+        first = np.argwhere(held)[0]
+        held[first[0], first[1]] = False
+    return np.repeat(np.repeat(held, block, axis=0), block, axis=1)[:h, :w] & (label != IGNORE)
+
+
+class HeldOutPool(Pool):
+    """A pool whose labels lack the held-back blocks (`label`); `held` gives those blocks alone. Read
+    image by image, so nothing of the pool is kept; picklable for loader processes."""
+
+    def __init__(self, pool: Pool, fraction: float, block: int = 16, seed: int = 0) -> None:
+        self.pool, self.fraction, self.block, self.seed = pool, fraction, block, seed
+
+    def __len__(self) -> int:
+        return len(self.pool)
+
+    def image(self, i: int) -> np.ndarray:
+        return self.pool.image(i)
+
+    def size(self, i: int) -> tuple[int, int]:
+        return self.pool.size(i)
+
+    def name(self, i: int) -> str:
+        return self.pool.name(i)
+
+    def has_label(self, i: int) -> bool:
+        return self.pool.has_label(i)
+
+    def superpixel_cache(self, i: int) -> str | None:
+        return self.pool.superpixel_cache(i)
+
+    def label(self, i: int) -> np.ndarray:
+        label = self.pool.label(i)
+        out = label.copy()
+        out[held_blocks(label, self.fraction, self.block, self.seed, i)] = IGNORE
+        return out
+
+    def held(self, i: int) -> np.ndarray:
+        label = self.pool.label(i)
+        out = np.full(label.shape, IGNORE, np.uint8)
+        mask = held_blocks(label, self.fraction, self.block, self.seed, i)
+        out[mask] = label[mask]
+        return out
+
+
+def gate_sample(pool: HeldOutPool, candidates: Sequence[int], max_images: int,
+                base: int | None) -> tuple[list[torch.Tensor], list[np.ndarray]]:
+    """Up to `max_images` images with held pixels, in candidate order, as uint8 `[3,H,W]` tensors with
+    their held labels, resized so that the long side is at most `base` (the resolution the model trains
+    at). Bounded memory whatever the pool's size."""
+    images, held = [], []
+    for i in candidates:
+        label = pool.held(i)
+        if not (label != IGNORE).any():
+            continue
+        image = pool.image(i)
+        h, w = label.shape
+        if base is not None and max(h, w) > base:
+            size = (max(1, round(w * base / max(h, w))), max(1, round(h * base / max(h, w))))
+            image = np.asarray(PILImage.fromarray(image).resize(size, PILImage.BILINEAR))
+            label = np.asarray(PILImage.fromarray(label).resize(size, PILImage.NEAREST))
+        images.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous())
+        held.append(label)
+        if len(images) >= max_images:
+            break
+    return images, held
+
+
+def bin_of(confidence: torch.Tensor) -> torch.Tensor:
+    """Index 0..len(EDGES) of each confidence: bin b holds EDGES[b-1] < p <= EDGES[b]."""
+    return torch.bucketize(confidence, EDGES.to(confidence.device))
+
+
+def precision_table(pred: torch.Tensor, confidence: torch.Tensor, truth: torch.Tensor, num_classes: int,
+                    prior: float = PRIOR) -> torch.Tensor:
+    """`[K, bins]` share of right pseudo-labels among held pixels predicted c at each confidence level,
+    counting `prior` extra wrong pixels per bin (an unmeasured bin is 0)."""
+    keep = truth != IGNORE
+    pred, b, truth = pred[keep].long(), bin_of(confidence[keep]), truth[keep].long()
+    bins = len(EDGES) + 1
+    index = pred * bins + b
+    total = torch.bincount(index, minlength=num_classes * bins).float()
+    right = torch.bincount(index[pred == truth], minlength=num_classes * bins).float()
+    return (right / (total + prior)).view(num_classes, bins)
+
+
+class UnsupGate:
+    """Measures the teacher on held-back labeled pixels; `confidence()` maps its pseudo-labels' confidence
+    to the measured precision. `measure` every `every` steps from `start` (the end of the warm-up)."""
+
+    def __init__(self, images: Sequence[torch.Tensor], held: Sequence[np.ndarray], num_classes: int, *,
+                 start: int, every: int, max_images: int = 128, batch_size: int = 32) -> None:
+        counts = [int((h != IGNORE).sum()) for h in held]
+        order = sorted((i for i, c in enumerate(counts) if c), key=lambda i: -counts[i])[:max_images]
+        self.images = [images[i] for i in order]  # uint8 [3,H,W]
+        self.held = [torch.from_numpy(held[i]) for i in order]
+        self.pixels = sum(counts[i] for i in order)
+        self.num_classes, self.batch_size = num_classes, batch_size
+        self.start, self.every = start, max(1, every)
+        self.table = torch.zeros(num_classes, len(EDGES) + 1)
+
+    def due(self, step: int) -> bool:
+        return bool(self.images) and step >= self.start and (step - self.start) % self.every == 0
+
+    @torch.no_grad()
+    def measure(self, teacher: nn.Module, device: torch.device) -> torch.Tensor:
+        """Run the teacher on the held images (same-size runs batched) and refresh the table."""
+        preds, confs, truths = [], [], []
+        i = 0
+        while i < len(self.images):
+            j = i + 1
+            while (j < len(self.images) and j - i < self.batch_size
+                   and self.images[j].shape == self.images[i].shape):
+                j += 1
+            x = torch.stack(self.images[i:j]).to(device).float().div_(255.0)
+            conf, pred = teacher(x).float().softmax(1).max(1)
+            preds.append(pred.cpu().flatten())
+            confs.append(conf.cpu().flatten())
+            truths.append(torch.stack(self.held[i:j]).flatten())
+            i = j
+        self.table = precision_table(torch.cat(preds), torch.cat(confs), torch.cat(truths), self.num_classes)
+        return self.table
+
+    def confidence(self, target: torch.Tensor, confidence: torch.Tensor, human: torch.Tensor) -> torch.Tensor:
+        """The measured precision of each pixel's (class, confidence level); human-labeled pixels keep 1."""
+        table = self.table.to(confidence.device)
+        measured = table[target.long().clamp(0, self.num_classes - 1), bin_of(confidence)]
+        return torch.where(human, torch.ones_like(confidence), measured)
+
+    def summary(self) -> dict[str, float]:
+        """The share of the top bin's precision per class, for the training record."""
+        return {"gate_top": float(self.table[:, -1].mean()), "gate_pixels": float(self.pixels)}
