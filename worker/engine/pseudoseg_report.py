@@ -11,26 +11,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from worker.engine.batching import same_size_runs
 from worker.engine.classifier_head import image_level_labels
 from worker.engine.metrics import ConfusionMeter, iou_list, miou
 from worker.engine.pseudoseg import PseudoSegModule, tapped
-
-
-def _batches(images: Sequence[np.ndarray], batch_size: int) -> Iterator[tuple[int, int]]:
-    """[i, j) runs of consecutive images of one size, at most `batch_size` long."""
-    i = 0
-    while i < len(images):
-        j = i + 1
-        while j < len(images) and j - i < batch_size and images[j].shape == images[i].shape:
-            j += 1
-        yield i, j
-        i = j
 
 
 def _tensor(images: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
@@ -52,7 +42,7 @@ def pseudo_label_quality(teacher: nn.Module, module: PseudoSegModule | None, ima
         module.eval()
         meters["pseudoseg"] = ConfusionMeter(num_classes)
     pixels = 0
-    for i, j in _batches(images, batch_size):
+    for i, j in same_size_runs([im.shape for im in images], batch_size):
         gt = torch.from_numpy(np.stack(ground_truth[i:j])).long()
         unlabeled = torch.from_numpy(np.stack(train_labels[i:j])) == 255
         gt = torch.where(unlabeled, gt, torch.full_like(gt, 255)).to(device)
@@ -85,7 +75,7 @@ def classifier_uncertainty(teacher: nn.Module, module: PseudoSegModule, images: 
     k = module.num_classes
     keep = [c for c in range(k) if c != module.background]
     out: list[float] = []
-    for i, j in _batches(images, batch_size):
+    for i, j in same_size_runs([im.shape for im in images], batch_size):
         with tapped(teacher) as tap:
             teacher(_tensor(images[i:j], device))
             p = torch.sigmoid(module.classifier(tap.deep.float()))[:, keep].clamp(1e-7, 1 - 1e-7)

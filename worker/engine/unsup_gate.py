@@ -24,6 +24,7 @@ from PIL import Image as PILImage
 from torch import nn
 
 from service.masks import IGNORE
+from worker.engine.batching import same_size_runs
 from worker.engine.pool import Pool
 
 GATES = ("measured", "off")
@@ -176,18 +177,12 @@ class UnsupGate:
     def measure(self, teacher: nn.Module, device: torch.device) -> torch.Tensor:
         """Run the teacher on the held images (same-size runs batched) and refresh the table."""
         preds, confs, truths = [], [], []
-        i = 0
-        while i < len(self.images):
-            j = i + 1
-            while (j < len(self.images) and j - i < self.batch_size
-                   and self.images[j].shape == self.images[i].shape):
-                j += 1
+        for i, j in same_size_runs([im.shape for im in self.images], self.batch_size):
             x = torch.stack(self.images[i:j]).to(device).float().div_(255.0)
             conf, pred = teacher(x).float().softmax(1).max(1)
             preds.append(pred.cpu().flatten())
             confs.append(conf.cpu().flatten())
             truths.append(torch.stack(self.held[i:j]).flatten())
-            i = j
         self.table = precision_table(torch.cat(preds), torch.cat(confs), torch.cat(truths), self.num_classes)
         return self.table
 
