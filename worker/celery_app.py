@@ -167,4 +167,14 @@ def _fresh_db_pool(**_):
     engine_for(get_settings().sqlalchemy_url).dispose(close=False)
 
 
+@worker_process_init.connect
+def _allow_loader_processes(**_):
+    # A pool child is daemonic, and a daemonic process may not start children: the training loader's
+    # processes would be refused. They watch their parent and exit when it dies (torch's loader
+    # watchdog), so the child can let go of the flag without leaving orphans.
+    import multiprocessing
+
+    multiprocessing.current_process()._config["daemon"] = False
+
+
 app = make_celery(get_settings())

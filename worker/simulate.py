@@ -150,7 +150,7 @@ def _initial(cfg: SimulateConfig, data, truth, seed: int) -> tuple[list[np.ndarr
     acq = cfg.acquisition_config(0, seed, metric="random")
     acq.budget_fraction, acq.per_image, acq.seed = cfg.initial, None, seed
     cold = run_cycle(cfg.train_config("none"), data, acq)
-    return labels, reveal(labels, truth, cold.regions, None, cfg.annotation).as_dict()
+    return labels, reveal(labels, truth, cold.regions, cfg.annotation).as_dict()
 
 
 def simulate(cfg: SimulateConfig, report: Callable[[str], None] = print,
@@ -239,7 +239,7 @@ def _run_arm(cfg: SimulateConfig, arm: str, seed: int, data, truth, start, pool:
         if quality:
             report(f"{'':<11} {format_quality(quality)}")
         # The annotator sees this cycle's prediction as the pre-label of the regions it selected.
-        added = reveal(labels, truth, res.regions, res.predictions, cfg.annotation).as_dict()
+        added = reveal(labels, truth, res.regions, cfg.annotation).as_dict()
         spent = {k: spent[k] + added[k] for k in spent}
     return rows
 

@@ -16,13 +16,12 @@ from worker.annotation_cost import Cost, dominant_class, region_clicks, region_c
 ANNOTATIONS = ("exact", "dominant")
 
 
-def reveal(labels: list[np.ndarray], truth: Sequence[np.ndarray], regions, predictions=None,
-           annotation: str = "exact") -> Cost:
+def reveal(labels: list[np.ndarray], truth: Sequence[np.ndarray], regions, annotation: str = "exact") -> Cost:
     """Label the selected regions in place and return what it cost.
 
     `exact`: the ground truth of the region's pixels; `dominant` (superpixels): the region's majority
-    class on all its pixels, one click. `predictions[i]` is the pre-label the annotator saw on image i
-    (None, or 255 pixels: no model yet, every pixel is painted).
+    class on all its pixels, one click. A region's `prelabel` is what the annotator saw in its box (None,
+    or 255 pixels: no model yet, every pixel is painted).
     """
     total = Cost()
     for r in regions:
@@ -33,7 +32,7 @@ def reveal(labels: list[np.ndarray], truth: Sequence[np.ndarray], regions, predi
         given = gt.copy()
         if annotation == "dominant":
             given[:] = dominant_class(gt, mask)
-        shown = None if predictions is None else predictions[r.image_index][box]
+        shown = getattr(r, "prelabel", None)
         total += region_cost(given, before, shown, gt, mask, dominant=annotation == "dominant")
         labels[r.image_index][box][mask] = given[mask]
     return total

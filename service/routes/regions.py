@@ -120,7 +120,7 @@ def _superpixel_crop(storage: Storage, key: str, region: Region, image: Image,
             responses={200: {"content": {"image/png": {}}},
                        204: {"description": "No superpixel map is cached for this image yet."},
                        409: {"description": "The cached map does not match the image's size."}})
-def superpixels(region_id: int, session: SessionDep, storage: StorageDep, _: CurrentToken,
+def superpixels(region_id: RegionId, session: SessionDep, storage: StorageDep, token: CurrentToken,
                 context: Annotated[int, Query(ge=0, le=MAX_CONTEXT)] = 0) -> Response:
     """The superpixel ids of the crop `…/crop?context=` returns: an 8-bit grey PNG, or 16-bit when the
     crop holds more than 256 superpixels; ids are local to the crop.
@@ -129,7 +129,7 @@ def superpixels(region_id: int, session: SessionDep, storage: StorageDep, _: Cur
     can keep a superpixel region's mask to its exact shape. The worker writes the map the first time it
     computes an image's superpixels; until then this answers 204 and the page's superpixel tools stay off.
     """
-    region = region_or_404(session, region_id)
+    region = region_or_404(session, region_id, token)
     image = session.get(Image, region.image_id)
     key = _superpixel_map_key(session, image)
     if not storage.exists(key):

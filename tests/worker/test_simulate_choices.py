@@ -115,14 +115,13 @@ def test_reveal_dominant_paints_the_majority_class_and_counts_one_click():
     truth[0, 0] = 1
     mask = np.zeros((4, 5), bool)
     mask[:, :4] = True  # a superpixel: columns 0-3 of its 4x5 box; (0, 0) is class 1, the rest 0
-    region = SelectedRegion(0, 0, 0, 5, 4, 0, 1.0, mask)
-    prelabel = [np.zeros((4, 6), np.uint8)]
+    region = SelectedRegion(0, 0, 0, 5, 4, 0, 1.0, mask, prelabel=np.zeros((4, 5), np.uint8))
     labels = [np.full((4, 6), 255, np.uint8)]
-    cost = reveal(labels, [truth], [region], prelabel, "dominant")
+    cost = reveal(labels, [truth], [region], "dominant")
     assert (labels[0][:, :4] == 0).all() and (labels[0][:, 4:] == 255).all()
     assert cost.as_dict() == {"pixels": 16, "corrected": 0, "clicks": 1}
     exact = [np.full((4, 6), 255, np.uint8)]
-    cost = reveal(exact, [truth], [region], prelabel, "exact")
+    cost = reveal(exact, [truth], [region], "exact")
     assert exact[0][0, 0] == 1 and (exact[0][:, 4:] == 255).all()
     # (0, 0) repainted; two components (class 0, class 1), two border crossings around (0, 0)
     assert cost.as_dict() == {"pixels": 16, "corrected": 1, "clicks": 4}

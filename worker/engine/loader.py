@@ -14,6 +14,7 @@ the fill colour (ImageNet mean). Crops travel as uint8; the trainer makes floats
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 
 import numpy as np
@@ -29,6 +30,12 @@ FILL_RGB = (124, 116, 104)  # ImageNet mean x 255: what the models' normalisatio
 def default_loader_workers() -> int:
     """Cores - 1, at most 8 (setting S4AL_LOADER_WORKERS overrides it in the worker)."""
     return max(0, min((os.cpu_count() or 1) - 1, 8))
+
+
+def usable_workers(requested: int) -> int:
+    """`requested`, or 0 in a daemonic process (which may not start the loader's processes): the data
+    is then read in the training process itself, slower but the same."""
+    return 0 if multiprocessing.current_process().daemon else requested
 
 
 def base_factor(height: int, width: int, base_size: int | None) -> float:
@@ -120,6 +127,7 @@ def collate(items: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list
 def crop_loader(pool: Pool, draws: StepDraws, *, crop: int, scale: tuple[float, float], flip: bool,
                 base_size: int | None, workers: int, device: torch.device) -> DataLoader:
     dataset = CropDataset(pool, crop=crop, scale=scale, flip=flip, base_size=base_size)
+    workers = usable_workers(workers)
     extra = {"prefetch_factor": 4, "persistent_workers": False} if workers > 0 else {}
     return DataLoader(dataset, batch_sampler=draws, num_workers=workers, collate_fn=collate,
                       pin_memory=device.type == "cuda", **extra)

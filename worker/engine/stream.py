@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from worker.engine.acquisition import _score_batch, forward_at
-from worker.engine.loader import base_factor
+from worker.engine.loader import base_factor, usable_workers
 from worker.engine.metrics import ConfusionMeter
 from worker.engine.pool import IGNORE, Pool
 from worker.engine.regions import (
@@ -77,6 +77,7 @@ def _as_is(item):
 def pool_batches(pool: Pool, *, batch_size: int, max_pixels: int, workers: int = 0,
                  superpixel_size: int | None = None, with_labels: bool = True) -> Iterator[list]:
     """Lists of consecutive same-size items (see `PoolItems`), in pool order."""
+    workers = usable_workers(workers)
     extra = {"prefetch_factor": 2} if workers > 0 else {}
     loader = DataLoader(PoolItems(pool, superpixel_size, with_labels), batch_size=None, shuffle=False,
                         num_workers=min(workers, len(pool)), collate_fn=_as_is, **extra)

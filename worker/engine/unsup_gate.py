@@ -130,7 +130,7 @@ def gate_sample(pool: HeldOutPool, candidates: Sequence[int], max_images: int,
             size = (max(1, round(w * base / max(h, w))), max(1, round(h * base / max(h, w))))
             image = np.asarray(PILImage.fromarray(image).resize(size, PILImage.BILINEAR))
             label = np.asarray(PILImage.fromarray(label).resize(size, PILImage.NEAREST))
-        images.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous())
+        images.append(torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous())
         held.append(label)
         if len(images) >= max_images:
             break
