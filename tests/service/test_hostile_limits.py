@@ -3,6 +3,7 @@ else, and every response carries the security headers. Driven at the ASGI level,
 controls exactly when and how much of a body arrives."""
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import stat
@@ -11,6 +12,13 @@ import pytest
 
 from service.storage import private_file
 from tests.service.queue_helpers import seed_queue
+
+
+def _run_async(coro):
+    """asyncio.run in a thread of its own: a browser test earlier in the session may leave an event loop
+    running in the main thread (Playwright's sync API), where asyncio.run refuses to start."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 async def _call(app, method, path, headers=(), chunks=(), stall=False):
@@ -46,7 +54,7 @@ def _auth(token):
 def test_a_json_body_over_the_cap_is_413_before_a_byte_is_read(client, app, annotator_token, settings):
     settings.max_json_bytes = 1024
     headers = [_auth(annotator_token), ("content-type", "application/json"), ("content-length", "67108864")]
-    status, hdrs, body, read = asyncio.run(_call(app, "PUT", "/api/images/1/tags", headers, [b"{"]))
+    status, hdrs, body, read = _run_async(_call(app, "PUT", "/api/images/1/tags", headers, [b"{"]))
     assert (status, read) == (413, 0) and "1024 bytes" in json.loads(body)["detail"]
     assert hdrs["connection"] == "close" and hdrs["x-content-type-options"] == "nosniff"
 
@@ -55,7 +63,7 @@ def test_an_upload_over_the_cap_is_413_from_its_content_length(client, app, admi
     declared = str(512 * 1024 * 1024)
     headers = [_auth(admin_token), ("content-type", "multipart/form-data; boundary=x"),
                ("content-length", declared)]
-    status, _, body, read = asyncio.run(_call(app, "POST", "/api/projects/1/images", headers, [b"--x"]))
+    status, _, body, read = _run_async(_call(app, "POST", "/api/projects/1/images", headers, [b"--x"]))
     assert (status, read) == (413, 0) and str(settings.max_upload_request_bytes) in json.loads(body)["detail"]
 
 
@@ -70,7 +78,7 @@ def test_a_body_longer_than_declared_or_chunked_is_cut_off_at_the_cap(client, ap
     chunks = first + [b"x" * 16 * 1024] * 64
     headers = [_auth(admin_token), ("content-type", content_type)]
     path = "/api/projects" if content_type == "application/json" else "/api/projects/1/images"
-    status, _, body, read = asyncio.run(_call(app, "POST", path, headers, chunks))
+    status, _, body, read = _run_async(_call(app, "POST", path, headers, chunks))
     # Read up to the first chunk past 64 KiB (the 5th either way: 5 x 16 KiB, or headers + 4 x 16 KiB).
     assert status == 413 and read == 5, (status, read, body)
 
@@ -90,7 +98,7 @@ def test_a_stalled_body_is_408_and_other_requests_go_on_meanwhile(client, app, a
         health_took = loop.time() - t0
         return await stalled, health, health_took, stalled.done()
 
-    stalled, health, health_took, _ = asyncio.run(asyncio.wait_for(both(), 30))
+    stalled, health, health_took, _ = _run_async(asyncio.wait_for(both(), 30))
     assert stalled[0] == 408 and "0.5 s" in json.loads(stalled[2])["detail"]
     assert health[0] == 200 and health_took < 0.5  # answered while the stalled body was still waiting
 
