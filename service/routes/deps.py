@@ -4,15 +4,20 @@ Given the caller's token, a row of a project the token may not use is a 404 too,
 another project's ids are not even confirmed to exist.
 """
 
+import logging
+from collections.abc import Callable
 from typing import TypeVar
 
 from fastapi import HTTPException, status
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from service.models import Base, Cycle, Image, Project, Region
 from service.schemas.token import TokenPublic
 
 T = TypeVar("T", bound=Base)
+RETRY_SECONDS = 5  # what a 202 asks the client to wait before asking again
+log = logging.getLogger(__name__)
 
 
 def _row_or_404(session: Session, model: type[T], row_id: int, what: str,
@@ -44,3 +49,16 @@ def region_or_404(session: Session, region_id: int, token: TokenPublic | None = 
 
 def image_or_404(session: Session, image_id: int, token: TokenPublic | None = None) -> Image:
     return _row_or_404(session, Image, image_id, "image", token)
+
+
+def ask_a_worker(send: Callable[[], None], what: str, body: dict) -> JSONResponse:
+    """Send a task to the workers and answer 202 with `body` and a Retry-After; a broker that refuses
+    the task is a 503 that says what could not be sent."""
+    try:
+        send()
+    except Exception as exc:
+        log.exception("could not send %s to a worker", what)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"{what} could not be sent to a worker: {exc}") from exc
+    return JSONResponse(body, status_code=status.HTTP_202_ACCEPTED,
+                        headers={"Retry-After": str(RETRY_SECONDS)})

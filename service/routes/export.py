@@ -1,13 +1,12 @@
 """Download a project's labels as a zip in the dataset folder layout (service/export.py), optionally
 filled with a cycle's confident predictions (service/fill.py)."""
 
-import logging
 import re
 from collections.abc import Iterator
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from service.auth import AdminToken, SessionDep
@@ -16,13 +15,11 @@ from service.export import EXPORT_FORMATS, zip_stream
 from service.fill import Fill
 from service.model_files import NoModel, best_cycle, missing_predictions, require_model, send_predict_images
 from service.models import Cycle, Project
-from service.routes.deps import cycle_or_404, project_or_404
+from service.routes.deps import ask_a_worker, cycle_or_404, project_or_404
 from service.schemas.common import INT32_MAX, ProjectId
 from service.storage import storage_for
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/projects", tags=["export"])
-RETRY_SECONDS = 5
 
 
 def fill_cycle(session: Session, project: Project, cycle_id: int | None) -> Cycle:
@@ -69,17 +66,10 @@ def export_project(
         fill_id = cycle.id
         missing = missing_predictions(session, storage_for(settings), cycle)
         if missing:
-            try:
-                send_predict_images(settings, cycle.id, missing)
-            except Exception as exc:
-                log.exception("could not send predict_images for cycle %s", cycle.id)
-                raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                                    f"the prediction could not be sent to a worker: {exc}") from exc
-            return JSONResponse({"detail": f"a worker is predicting {len(missing)} images with cycle "
+            return ask_a_worker(lambda: send_predict_images(settings, cycle.id, missing), "the prediction",
+                                {"detail": f"a worker is predicting {len(missing)} images with cycle "
                                            f"{cycle.number}; ask again in a few seconds",
-                                 "status": "predicting", "cycle_id": cycle.id, "missing": len(missing)},
-                                status_code=status.HTTP_202_ACCEPTED,
-                                headers={"Retry-After": str(RETRY_SECONDS)})
+                                 "status": "predicting", "cycle_id": cycle.id, "missing": len(missing)})
 
     def body() -> Iterator[bytes]:
         # Its own session: the request's session is closed once the response starts streaming.

@@ -2,24 +2,21 @@
 exported model (admin), and an image's newest prediction (its pre-label for images added after a cycle)."""
 
 import io
-import logging
 import re
 import zipfile
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from service.auth import AdminToken, CurrentToken, SessionDep
 from service.model_files import NoModel, export_files, latest_prediction, require_model, send_export_model
 from service.models import Project
-from service.routes.deps import cycle_or_404, image_or_404
+from service.routes.deps import ask_a_worker, cycle_or_404, image_or_404
 from service.schemas.common import CycleId, ImageId
 from service.storage import MODEL_EXTENSIONS, StorageDep, storage_for
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["model"])
-RETRY_SECONDS = 5
 
 
 @router.get("/images/{image_id}/prediction", response_class=Response,
@@ -56,16 +53,9 @@ def download_model(cycle_id: CycleId, request: Request, session: SessionDep, _: 
     storage = storage_for(settings)
     files = export_files(storage, cycle, format)
     if files is None:
-        try:
-            send_export_model(settings, cycle.id, format)
-        except Exception as exc:
-            log.exception("could not send the export of cycle %s to the broker", cycle.id)
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                                f"the export could not be sent to a worker: {exc}") from exc
-        return JSONResponse({"detail": f"cycle {cycle.number} is being exported as {format} by a worker; "
-                                       f"ask again in a few seconds", "status": "exporting"},
-                            status_code=status.HTTP_202_ACCEPTED,
-                            headers={"Retry-After": str(RETRY_SECONDS)})
+        return ask_a_worker(lambda: send_export_model(settings, cycle.id, format), "the export",
+                            {"detail": f"cycle {cycle.number} is being exported as {format} by a worker; "
+                                       f"ask again in a few seconds", "status": "exporting"})
     project = session.get(Project, cycle.project_id)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", project.name).strip("._") or f"project-{project.id}"
     name = f"{safe}-cycle{cycle.number}{MODEL_EXTENSIONS[format]}"
