@@ -149,14 +149,17 @@ def main() -> None:
     rows = []
     for n in args.n:
         with tempfile.TemporaryDirectory(prefix=f"s4al-serve-scale-{n}-") as tmp:
-            rows.append(run_one(n, args.val, args.iterations, args.timeout, Path(tmp), (args.width, args.height)))
+            size = (args.width, args.height)
+            rows.append(run_one(n, args.val, args.iterations, args.timeout, Path(tmp), size))
         r = rows[-1]
-        print(f"N={n:>4}  {r['status']:>9}  peak PSS {r['peak_pss_gb']:.2f} GB  peak RSS {r['peak_rss_gb']:.2f} GB"
+        print(f"N={n:>4}  {r['status']:>9}  peak PSS {r['peak_pss_gb']:.2f} GB  "
+              f"peak RSS {r['peak_rss_gb']:.2f} GB"
               f"  cycle {r['cycle_wall_s']:.0f} s  (cold cycle {r['cold_cycle']['status']}, "
               f"{r['cold_cycle']['peak_pss_gb']:.2f} GB)", flush=True)
     ok = [r for r in rows if r["status"] == "succeeded"]
     if len(ok) >= 2:
-        print(f"peak(N={ok[-1]['n']}) / peak(N={ok[0]['n']}) = {ok[-1]['peak_pss_gb'] / ok[0]['peak_pss_gb']:.2f}"
+        ratio = ok[-1]["peak_pss_gb"] / ok[0]["peak_pss_gb"]
+        print(f"peak(N={ok[-1]['n']}) / peak(N={ok[0]['n']}) = {ratio:.2f}"
               " (target <= 1.5)")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(rows, indent=2, default=str))

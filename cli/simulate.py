@@ -48,6 +48,9 @@ def simulate(
     device: Annotated[str, Opt(help="auto | cpu | cuda.")] = "auto",
     threads: Annotated[int | None, Opt(help="torch CPU threads (default: torch's choice).")] = None,
     full_check: Annotated[bool, Opt(help="Also train full at 2N to show it converged.")] = True,
+    full_iterations: Annotated[int | None, Opt(
+        help="N of the full reference (and 2N) when the arms train shorter (default: --iterations).")] = \
+        None,
     cache_dir: Annotated[str | None, Opt(help="Cache of full runs ($S4AL_CACHE_DIR or ~/.cache/s4al).")] =
         None,
     jobs: Annotated[int, Opt(help="Run the (arm, seed) runs in this many processes at once.")] = 1,
@@ -68,7 +71,7 @@ def simulate(
                          region_kind=region_kind, region_size=region_size, annotation=annotation,
                          crop_size=crop_size, base_size=base_size, batch_size=batch_size,
                          unlabeled_batch_size=unlabeled_batch_size, lr=lr, seed=seed, seeds=seeds,
-                         cost=cost, device=device, full_check=full_check,
+                         cost=cost, device=device, full_check=full_check, full_iterations=full_iterations,
                          cache_dir=cache_dir, jobs=jobs, pseudo_label=pseudo_label, tags=tags)
     try:
         cfg.validate()  # bad arguments fail here, before torch trains anything

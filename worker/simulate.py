@@ -59,6 +59,9 @@ class SimulateConfig:
     cost: str = "pixels"  # the curve's x axis: pixels | corrected | clicks
     device: str = "auto"
     full_check: bool = True  # also train `full` at 2N iterations
+    # The reference's N when the arms train for fewer steps than convergence needs (a short protocol
+    # still compares against what full supervision reaches); None: `iterations`.
+    full_iterations: int | None = None
     cache_dir: str | None = None  # of the full runs; None: $S4AL_CACHE_DIR or ~/.cache/s4al
     jobs: int = 1  # (seed, arm) runs in this many processes at once (each with the caller's torch threads)
     base_size: int | None = None  # None: the model's default (worker/engine/config.py)
@@ -94,6 +97,8 @@ class SimulateConfig:
                              "it needs --region-kind superpixel")
         if self.cost not in COSTS:
             raise ValueError(f"unknown cost currency {self.cost!r}; expected one of {', '.join(COSTS)}")
+        if self.full_iterations is not None and self.full_iterations < 1:
+            raise ValueError(f"--full-iterations must be >= 1, got {self.full_iterations}")
         if self.iterations_after_first is not None and self.iterations_after_first < 1:
             raise ValueError(f"--iterations-after-first must be >= 1, got {self.iterations_after_first}")
         self.acquisition_config(1).validate()  # metric, region kind and size, budget

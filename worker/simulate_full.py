@@ -71,7 +71,8 @@ def _fingerprint(data, truth) -> str:
 
 
 def _iterations(cfg) -> list[int]:
-    return [cfg.iterations, 2 * cfg.iterations] if cfg.full_check else [cfg.iterations]
+    n = cfg.full_iterations or cfg.iterations
+    return [n, 2 * n] if cfg.full_check else [n]
 
 
 def run_full(cfg, data, truth, report, bar) -> dict:

@@ -33,6 +33,7 @@ def _run(tmp_path, name: str, **kw):
     (["--region-kind", "superpixel", "--region-size", "40"], "fewer than one superpixel per image"),
     (["--init", "lastweek"], "unknown init 'lastweek'"),
     (["--iterations-after-first", "0"], "--iterations-after-first must be >= 1"),
+    (["--full-iterations", "0"], "--full-iterations must be >= 1"),
     (["--budget-per-image", "0"], "per_image must be a positive integer"),
 ])
 def test_bad_choices_fail_before_training(tmp_path, args, message):
@@ -87,6 +88,8 @@ def test_full_is_cached_between_runs(tmp_path):
     assert again["full"]["runs"] == first["full"]["runs"]
     other = _run(tmp_path, "c", cycles=1, compare=["full"], iterations=3)  # another N: trained again
     assert not other["full"]["cached"] and [r["iterations"] for r in other["full"]["runs"]] == [3, 6]
+    longer = _run(tmp_path, "d", cycles=1, compare=["full"], iterations=2, full_iterations=4)
+    assert [r["iterations"] for r in longer["full"]["runs"]] == [4, 8]
 
 
 def test_warm_start_fine_tunes_later_cycles_for_fewer_steps(tmp_path):

@@ -73,6 +73,7 @@ def unsup_weight(step: int, config: TrainConfig) -> float:
 
 
 GATE_IMAGES = 16  # images the gate measures the teacher on: enough held pixels, bounded memory and time
+GATE_WINDOW = 2  # the gate measures on tiles of this many crop sides around held pixels (context as trained)
 
 
 def unsup_gate(config: TrainConfig, data, labeled: list[int]) -> tuple[object, UnsupGate | None]:
@@ -81,7 +82,7 @@ def unsup_gate(config: TrainConfig, data, labeled: list[int]) -> tuple[object, U
     if config.mix == "none" or config.unsup_gate != "measured" or config.pseudo_label != "argmax":
         return data.train, None
     pool = HeldOutPool(data.train, config.gate_holdout, block=16, seed=config.seed)
-    images, held = gate_sample(pool, labeled, GATE_IMAGES, config.base)
+    images, held = gate_sample(pool, labeled, GATE_IMAGES, config.base, GATE_WINDOW * config.crop)
     gate = UnsupGate(images, held, data.num_classes, start=int(config.warmup_fraction * config.iterations),
                      every=max(1, config.iterations // 20), max_images=GATE_IMAGES,
                      batch_size=4)

@@ -147,3 +147,24 @@ def test_held_out_pool_hides_blocks_from_training_and_gives_them_to_the_gate():
     assert sum(int((pool.held(i) != 255).sum()) for i in range(5)) > 0
     sample, held = gate_sample(pool, range(6), max_images=2, base=32)
     assert len(sample) == 2 and sample[0].shape == (3, 32, 24) and held[0].shape == (32, 24)
+
+
+def test_the_gate_measures_on_a_tile_around_the_held_pixels_not_the_whole_image():
+    from worker.engine.pool import ArrayPool
+    from worker.engine.unsup_gate import HeldOutPool, gate_sample
+
+    rng = np.random.default_rng(1)
+    label = np.full((256, 512), 255, np.uint8)
+    label[200:232, 400:432] = rng.integers(0, 3, (32, 32))  # one labeled 32 px box near a corner
+    image = rng.integers(0, 255, (256, 512, 3)).astype(np.uint8)
+    pool = HeldOutPool(ArrayPool([image], [label]), 0.5, block=16, seed=0)
+    whole, whole_held = gate_sample(pool, [0], max_images=1, base=None)
+    tile, tile_held = gate_sample(pool, [0], max_images=1, base=None, window=64)
+    assert whole[0].shape == (3, 256, 512) and tile[0].shape == (3, 64, 64)
+    # every held pixel is in the tile, with its own image pixels under it
+    assert (tile_held[0] != 255).sum() == (whole_held[0] != 255).sum() > 0
+    ys, xs = np.nonzero(whole_held[0] != 255)
+    ty, tx = np.nonzero(tile_held[0] != 255)
+    top, left = ys.min() - ty.min(), xs.min() - tx.min()
+    np.testing.assert_array_equal(tile[0].numpy(), whole[0][:, top:top + 64, left:left + 64].numpy())
+    assert 0 <= top <= 256 - 64 and 0 <= left <= 512 - 64
