@@ -2,7 +2,7 @@
 
     classes.json            the project's classes
     images/<stem>.<ext>     the stored image bytes, unchanged
-    masks/<stem>.png        labels assembled from all annotations (service.labels.assemble_labels;
+    masks/<stem>.png        the materialized labels the worker trains on (service.labels.current_labels;
                             255 = unlabeled), only for images with at least one annotation
     splits/train.txt        stems, one a line; splits/val.txt likewise when the project has a val split
     tags.json               {stem: [class ids]}: image-level tags (newest per image), only when some exist
@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session
 
 from service.coco import CocoWriter
 from service.fill import Fill
-from service.labels import assemble_labels
+from service.labels import current_labels
 from service.masks import IGNORE, encode_mask_png
-from service.models import Annotation, Image, Project
+from service.models import Image, Project
 from service.storage import Storage
 from service.tags import tags_by_stem
 
@@ -35,17 +35,13 @@ from service.tags import tags_by_stem
 def _masks(session: Session, storage: Storage, project: Project,
            fill: Fill | None) -> Iterator[tuple[Image, np.ndarray | None, bytes | None]]:
     """(image, its export mask or None when it has no label, its sources PNG with a fill), one by one."""
-    labeled = set(session.scalars(select(Annotation.image_id).join(Image, Image.id == Annotation.image_id)
-                                  .where(Image.project_id == project.id, Annotation.in_labels).distinct()))
-    for image in session.scalars(select(Image).where(Image.project_id == project.id).order_by(Image.id)):
+    images = list(session.scalars(select(Image).where(Image.project_id == project.id).order_by(Image.id)))
+    for image, labels in current_labels(session, storage, images):
         if fill is not None:
-            human = assemble_labels(session, storage, image) if image.id in labeled else \
-                np.full((image.height, image.width), IGNORE, np.uint8)
+            human = labels if labels is not None else np.full((image.height, image.width), IGNORE, np.uint8)
             yield image, *fill.apply(storage, image, human)
-        elif image.id in labeled:
-            yield image, assemble_labels(session, storage, image), None
         else:
-            yield image, None, None
+            yield image, labels, None
 
 
 def image_entry(storage: Storage, image: Image) -> tuple[str, bytes]:

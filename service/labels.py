@@ -13,6 +13,7 @@ there. Unlabeling is not a thing annotators can do; a wrong label is fixed by la
 
 import io
 import uuid
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image as PILImage
@@ -156,3 +157,24 @@ def _rebuild(session: Session, storage: Storage, image: Image, through: int, cou
     if have is not None and have[2] != key:
         storage.delete(have[2])
     return key
+
+
+def current_labels(session: Session, storage: Storage, images: list[Image],
+                   chunk: int = 256) -> Iterator[tuple[Image, np.ndarray | None]]:
+    """(image, its labels or None when nothing is labeled), one at a time, read from the materialized label
+    files (brought up to date `chunk` images at a time, as a cycle does), so an export reads one file per
+    image, not every annotation PNG. A file replaced meanwhile by a concurrent update is assembled instead."""
+    for start in range(0, len(images), chunk):
+        part = images[start:start + chunk]
+        keys = materialize_labels(session, storage, part)
+        for image in part:
+            key = keys.get(image.id)
+            if key is None:
+                yield image, None
+                continue
+            try:
+                with PILImage.open(storage.path(key)) as img:
+                    labels = np.array(img, dtype=np.uint8)
+            except OSError:
+                labels = assemble_labels(session, storage, image)
+            yield image, labels

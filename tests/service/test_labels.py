@@ -134,3 +134,26 @@ def max_id(session):
     from service.models import Annotation
 
     return session.scalar(select(func.max(Annotation.id)))
+
+
+def test_current_labels_read_the_materialized_files_image_by_image(session, tmp_path):
+    from service.labels import current_labels, materialize_labels
+
+    storage = Storage(tmp_path / "st")
+    first = _image(session, w=5, h=3)
+    other = Image(project=first.project, stem="b", path="y.png", content_type="image/png", width=4, height=2)
+    session.add(other)
+    session.commit()
+    mask = np.array([[1, 255], [2, 0]], np.uint8)
+    add_annotation(session, storage, image=first, x=1, y=1, w=2, h=2, mask=mask, source="human")
+    session.commit()
+    got = list(current_labels(session, storage, [first, other], chunk=1))
+    assert [im.id for im, _ in got] == [first.id, other.id]
+    assert (got[0][1] == assemble_labels(session, storage, first)).all() and got[1][1] is None
+    key = materialize_labels(session, storage, [first])[first.id]
+    assert storage.exists(key)  # the export brought the file up to date, as a cycle would
+    add_annotation(session, storage, image=first, x=0, y=0, w=2, h=2, mask=np.full((2, 2), 2, np.uint8),
+                   source="human")
+    session.commit()
+    (_, newer), = current_labels(session, storage, [first])
+    assert (newer == assemble_labels(session, storage, first)).all() and newer[0, 0] == 2
