@@ -29,7 +29,8 @@ def test_a_class_key_a_palette_click_or_enter_answers_a_superpixel(live_url, set
 
     # Preselected: the pre-label's majority inside the superpixel (car, id 2), not over its box (road).
     for r in regions:
-        assert np.bincount(r.prelabel[r.shape]).argmax() == 2 and np.bincount(r.prelabel.ravel()).argmax() == 1
+        assert np.bincount(r.prelabel[r.shape]).argmax() == 2
+        assert np.bincount(r.prelabel.ravel()).argmax() == 1
     expect(info).to_contain_text("One class for the whole superpixel")
     expect(active).to_have_attribute("data-class", "2")
     screenshot(page, "annotator-dominant-region")

@@ -42,8 +42,8 @@ def test_the_setting_defaults_to_exact_and_dominant_needs_superpixels(client, ad
     assert create_project(client, admin, name="plain")["region"]["annotation"] == "exact"
     p = create_project(client, admin, name="sp", region=DOMINANT_REGION)
     assert p["region"] == DOMINANT_REGION
-    r = client.post("/api/projects", headers=admin, json={"name": "g", "classes": CLASSES,
-                                                          "region": {"kind": "grid", "annotation": "dominant"}})
+    grid = {"kind": "grid", "annotation": "dominant"}
+    r = client.post("/api/projects", headers=admin, json={"name": "g", "classes": CLASSES, "region": grid})
     assert r.status_code == 422
     assert "needs kind 'superpixel'" in r.json()["detail"][0]["msg"]
     r = client.patch(f"/api/projects/{p['id']}", headers=admin, json={"region": {"kind": "grid", "size": 16,
