@@ -6,6 +6,11 @@ too large or a decompression bomb (413, from the header alone), and decodes to e
 with class ids or 255 (422). Only then is the mask written (temp file, fsync, rename) and its row
 committed; the 2xx goes out after the commit, so an acknowledged annotation survives a crash.
 
+A region of a project with dominant-class annotation (service/dominant.py) is answered with a class id
+instead: 422 for a mask sent to it, for a class id sent to an exact region, and for an unknown class; 409
+when its superpixel's shape cannot be read. The class becomes the mask stored (the class inside the
+superpixel, 255 outside), which then goes the same way as an uploaded one, counted as one stroke.
+
 An Idempotency-Key replayed with a different mask is a 409 (the first mask stays). A human mask that
 labels no pixel is a 422: such a region is skipped, not submitted. Each annotation records its effort
 (the page's active seconds and strokes; labeled pixels and pixels changed from the pre-label, counted
@@ -24,11 +29,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.dominant import DOMINANT, ShapeUnknown, annotation_kind, dominant_mask
 from service.gold import read_mask, score_submission
 from service.imaging import PNG_MAGIC, ImageError, open_header
 from service.labels import add_annotation
 from service.masks import IGNORE, MaskError, decode_mask_png
-from service.models import Annotation, Image, Lease, Region, Token, utcnow
+from service.models import Annotation, Image, Lease, Project, Region, Token, utcnow
 from service.quality import (
     consensus_votes,
     end_vote,
@@ -89,9 +95,30 @@ def _checked_replay(first: Annotation, lease_id: str, digest: str | None) -> Ann
     return first
 
 
-def _replay_digest(data: bytes, region, project, settings) -> str:
+def answer_mask(settings, storage, project: Project, region: Region, image: Image, mask_png: bytes | None,
+                class_id: int | None) -> np.ndarray:
+    """The mask an answer stores: the uploaded PNG for an exact region, the class inside the superpixel for
+    a dominant one. Raises SubmitError (4xx) for an answer of the wrong kind or a bad one."""
+    if annotation_kind(project.region, region.kind) != DOMINANT:
+        if class_id is not None:
+            raise SubmitError(422, f"region {region.id} is labeled pixel by pixel: send its mask (a PNG "
+                                   "upload), not a class id")
+        return check_mask_upload(mask_png or b"", region.w, region.h, len(project.classes), settings)
+    if class_id is None:
+        raise SubmitError(422, f"region {region.id} is a superpixel labeled with its dominant class: send "
+                               'the class as JSON, {"class_id": …}, not a mask')
+    if not 0 <= class_id < len(project.classes):
+        raise SubmitError(422, f"class {class_id} is not a class of this project (ids 0.."
+                               f"{len(project.classes) - 1})")
     try:
-        return mask_digest(check_mask_upload(data, region.w, region.h, len(project.classes), settings))
+        return dominant_mask(storage, project, region, image, class_id)
+    except ShapeUnknown as exc:
+        raise SubmitError(409, str(exc)) from exc
+
+
+def _replay_digest(settings, storage, project, region, image, mask_png, class_id) -> str:
+    try:
+        return mask_digest(answer_mask(settings, storage, project, region, image, mask_png, class_id))
     except SubmitError:
         return "not a mask"
 
@@ -104,23 +131,27 @@ class Effort:
     strokes: int | None = None
 
 
-def submit(session: Session, settings, lease_id: str, token: Token | TokenPublic, mask_png: bytes,
-           idempotency_key: str | None = None, *, source: str = "human", now=None,
-           effort: Effort = Effort()) -> tuple[Annotation, bool]:
-    """Store a mask for a lease; returns (annotation, replayed). Raises QueueError subclasses (4xx)."""
+def submit(session: Session, settings, lease_id: str, token: Token | TokenPublic, mask_png: bytes | None,
+           idempotency_key: str | None = None, *, class_id: int | None = None, source: str = "human",
+           now=None, effort: Effort = Effort()) -> tuple[Annotation, bool]:
+    """Store a mask (or, for a dominant-class region, a class id) for a lease; returns (annotation,
+    replayed). Raises QueueError subclasses (4xx)."""
     now = now or utcnow()
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
         raise SubmitError(422, f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
     lease, region, image, project, first = lease_context(session, lease_id, token, idempotency_key)
+    storage = storage_for(settings)
     if first is not None:
-        return _checked_replay(first, lease_id, _replay_digest(mask_png, region, project, settings)), True
-    mask = check_mask_upload(mask_png, region.w, region.h, len(project.classes), settings)
+        digest = _replay_digest(settings, storage, project, region, image, mask_png, class_id)
+        return _checked_replay(first, lease_id, digest), True
+    mask = answer_mask(settings, storage, project, region, image, mask_png, class_id)
     if source == "human" and not (mask != IGNORE).any():
         raise SubmitError(422, "the mask labels no pixel: paint the region, or skip it "
                                f"(POST /api/leases/{lease_id}/skip) if it cannot be labeled")
     digest = mask_digest(mask)
-    storage = storage_for(settings)
-    labeled, changed, unchanged = prelabel_diff(mask, _prelabel(storage, region, image))
+    labeled, changed, unchanged = prelabel_diff(mask, _prelabel(storage, region, image, mask, class_id))
+    if class_id is not None:  # one class for the whole superpixel: one click, whatever the page counted
+        effort = Effort(active_seconds=effort.active_seconds, strokes=1)
     quality = quality_of(session, project.id)
 
     try:
@@ -144,12 +175,16 @@ def submit(session: Session, settings, lease_id: str, token: Token | TokenPublic
     return ann, False
 
 
-def _prelabel(storage, region, image) -> np.ndarray | None:
+def _prelabel(storage, region, image, mask: np.ndarray, class_id: int | None) -> np.ndarray | None:
+    """The pre-label shown for the region; for a class id, only inside the superpixel (255 outside, as the
+    stored mask), so that pixels changed count the superpixel's pixels whose class differs."""
     if region.prelabel_path is None or not storage.exists(region.prelabel_path):
         return None
     arr = read_mask(storage, region.prelabel_path)
     if arr.shape == (image.height, image.width):  # a whole-image prediction: the region's part
         arr = arr[region.y:region.y + region.h, region.x:region.x + region.w]
+    if class_id is not None and arr.shape == mask.shape:
+        arr = np.where(mask != IGNORE, arr, IGNORE).astype(np.uint8)
     return arr
 
 
@@ -193,7 +228,9 @@ def _vote(session: Session, storage, lease: Lease, region: Region, ann: Annotati
     _finish_region(lease, region)
 
 
-def submit_annotation(session: Session, settings, lease_id: str, token: Token | TokenPublic, mask_png: bytes,
-                      idempotency_key: str | None = None, *, source: str = "human", now=None) -> Annotation:
+def submit_annotation(session: Session, settings, lease_id: str, token: Token | TokenPublic,
+                      mask_png: bytes | None, idempotency_key: str | None = None, *,
+                      class_id: int | None = None, source: str = "human", now=None) -> Annotation:
     """The contract entry point (SERVICE_CONTRACT.md): `submit` without the replay flag."""
-    return submit(session, settings, lease_id, token, mask_png, idempotency_key, source=source, now=now)[0]
+    return submit(session, settings, lease_id, token, mask_png, idempotency_key, class_id=class_id,
+                  source=source, now=now)[0]

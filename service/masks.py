@@ -55,3 +55,19 @@ def check_mask_values(arr: np.ndarray, num_classes: int) -> None:
         shown = ", ".join(str(int(v)) for v in bad[:10])
         raise MaskError(f"mask has values that are neither a class id (0..{num_classes - 1}) nor {IGNORE}: "
                         f"{shown}{' ...' if bad.size > 10 else ''}")
+
+
+def dominant_class(truth: np.ndarray, shape: np.ndarray) -> int:
+    """The majority class of `truth` inside `shape` (a bool array of the same size); ties go to the smallest
+    id, unlabeled pixels do not vote, and a shape with no labeled pixel gives IGNORE."""
+    values = truth[shape]
+    values = values[values != IGNORE]
+    if values.size == 0:
+        return IGNORE
+    return int(np.bincount(values).argmax())
+
+
+def class_in_shape(shape: np.ndarray, class_id: int) -> np.ndarray:
+    """The mask of a region labeled with one class: `class_id` on the pixels of `shape`, IGNORE elsewhere
+    in its box."""
+    return np.where(shape, np.uint8(class_id), np.uint8(IGNORE)).astype(np.uint8)

@@ -3,7 +3,10 @@ through the same lease + submit path a human uses, so the real service can be be
 
 The oracle is an annotator token named "oracle" (its secret is never shown: nobody logs in with it).
 Grid regions get the ground truth of their whole box. A superpixel region also gets its whole box: the
-region row keeps only the box, so the oracle labels slightly more than the superpixel itself.
+region row keeps only the box, so the oracle labels slightly more than the superpixel itself. In a
+project with dominant-class annotation a superpixel region gets instead its majority ground-truth class,
+submitted as a class id as the page does (the service stores it on the superpixel's own pixels); one
+with no labeled ground truth inside is skipped, since it has no class to give.
 """
 
 import hashlib
@@ -15,11 +18,12 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.annotations import submit_annotation
+from service.annotations import SubmitError, submit_annotation
 from service.auto_cycle import maybe_start_auto_cycle
-from service.masks import encode_mask_png
+from service.dominant import DOMINANT, ShapeUnknown, region_annotation, superpixel_shape
+from service.masks import IGNORE, dominant_class, encode_mask_png
 from service.models import Image, Project, Region, Token
-from service.queue import lease_next
+from service.queue import lease_next, skip
 from service.storage import storage_for
 
 ORACLE_TOKEN_NAME = "oracle"
@@ -79,11 +83,30 @@ def run_oracle(session: Session, settings, project_id: int, limit: int | None = 
             with PILImage.open(storage.path(image.oracle_mask_path)) as m:
                 truth[region.image_id] = np.array(m, dtype=np.uint8)
         gt = truth[region.image_id][region.y:region.y + region.h, region.x:region.x + region.w]
-        png = encode_mask_png(np.ascontiguousarray(gt))
-        submit_annotation(session, settings, region.lease_id, token, png, source="oracle")
+        if region_annotation(session, region) == DOMINANT:
+            if not _submit_dominant(session, settings, storage, project, region, gt, token):
+                continue
+        else:
+            png = encode_mask_png(np.ascontiguousarray(gt))
+            submit_annotation(session, settings, region.lease_id, token, png, source="oracle")
         labeled += 1
         if progress is not None:
             progress(labeled, max(total, labeled))
     if labeled:  # one check for the batch, as if its labels had come in at once
         maybe_start_auto_cycle(session, settings, project_id=project_id)
     return OracleResult(project_id, labeled, queued_count(session, project_id))
+
+
+def _submit_dominant(session: Session, settings, storage, project: Project, region, gt: np.ndarray,
+                     token: Token) -> bool:
+    """Give the region its majority ground-truth class; False (and a skip) when none is labeled inside."""
+    try:
+        shape = superpixel_shape(storage, project, region, session.get(Image, region.image_id))
+    except ShapeUnknown as exc:
+        raise SubmitError(409, str(exc)) from exc
+    class_id = dominant_class(gt, shape)
+    if class_id == IGNORE:
+        skip(session, settings, region.lease_id, token, "no ground truth inside the superpixel")
+        return False
+    submit_annotation(session, settings, region.lease_id, token, None, class_id=class_id, source="oracle")
+    return True

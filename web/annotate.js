@@ -6,6 +6,7 @@
 
 import { api, apiFetch, ApiError, clear, el, fetchBitmap, getToken, requireToken } from "./common.js";
 import { bindControls, buildPalette, refreshControls } from "./controls.js";
+import { DominantMode, sendClass } from "./dominant.js";
 import { LabelEditor, parseColor, UNLABELED } from "./editor.js";
 import { Outbox } from "./outbox.js";
 import { decodeGray8, encodeGray8 } from "./png.js";
@@ -33,7 +34,7 @@ const state = {
   emptyTimer: null,
   outbox: null,
 };
-let editor, tools, navigator, finder;
+let editor, tools, navigator, finder, dominant;
 
 function message(text, kind = "info") {
   const box = $("message");
@@ -128,8 +129,10 @@ async function show(item) {
   $("workspace").hidden = false; // before load: fitting the view needs the viewport's size
   $("loading").hidden = true;
   const shape = regionShape(item.superpixels, lease.crop, lease.region);
-  editor.load({ bitmap: item.bitmap, crop: lease.crop, region: lease.region, labels: item.labels,
+  const labels = dominant.begin(lease, shape, item.labels);
+  editor.load({ bitmap: item.bitmap, crop: lease.crop, region: lease.region, labels,
                 colors: state.colors, superpixels: item.superpixels, allowed: shape });
+  dominant.shown();
   navigator.showImage(lease.image, (id) => fetchBitmap(`/api/images/${id}/file`));
   const r = lease.region;
   const kind = r.kind !== "superpixel" ? "" : shape ? " · superpixel (its own shape)" : " · superpixel (box shown: no map)";
@@ -137,7 +140,8 @@ async function show(item) {
     el("div", {}, "Image ", el("strong", {}, lease.image.stem)),
     el("div", {}, `Region ${r.w}×${r.h} at (${r.x}, ${r.y})`),
     el("div", {}, `Score ${r.score.toFixed(4)}${kind}`),
-    el("div", {}, lease.prelabel_url ? "Starts from the model's prediction" : "No prediction yet: starts unlabeled"));
+    el("div", {}, lease.prelabel_url ? "Starts from the model's prediction" : "No prediction yet: starts unlabeled"),
+    ...[dominant.note()].filter(Boolean));
   message("");
   updateCounter();
   // The lease clock restarts when the annotator first sees the region (a prefetched one may have waited);
@@ -186,6 +190,7 @@ async function updateCounter() {
 
 // ---------- the outbox ----------
 function sendItem(item) {
+  if (item.classId !== undefined) return sendClass(item);
   const form = new FormData();
   form.append("mask", new Blob([item.png], { type: "image/png" }), "mask.png");
   form.append("active_seconds", String(item.activeSeconds));
@@ -214,16 +219,18 @@ function showOutbox(outbox) {
 async function submit() {
   const item = state.current;
   if (!item) return;
+  const answer = dominant.answer(message); // a dominant region sends its class, not a mask
+  if (answer === null) return;
   const mask = editor.mask();
-  if (!mask.some((v) => v !== UNLABELED)) {
+  if (!answer && !mask.some((v) => v !== UNLABELED)) {
     message("Nothing is labeled in this region: paint it, or press S to skip it.", "warn");
     return;
   }
   state.current = null; // a second Enter now goes to the next region, never this one again
   const { w, h } = item.lease.region;
   try {
-    const png = await encodeGray8(w, h, mask);
-    await state.outbox.add({ key: crypto.randomUUID(), leaseId: item.lease.lease_id, png: await png.arrayBuffer(),
+    const body = answer ?? { png: await (await encodeGray8(w, h, mask)).arrayBuffer() };
+    await state.outbox.add({ key: crypto.randomUUID(), leaseId: item.lease.lease_id, ...body,
                              stem: item.lease.image.stem, region: item.lease.region,
                              activeSeconds: Math.round(item.activeSeconds), strokes: editor.strokes });
   } catch (err) { // the browser would not store it (storage full, private mode): stay on the region
@@ -328,7 +335,9 @@ async function main() {
   state.page = pageId();
   state.colors = [];
   for (const c of state.project.classes) state.colors[c.id] = parseColor(c.color);
-  editor = new LabelEditor($("viewport"), { onChange: () => { refreshControls(editor); tools?.refresh(); } });
+  editor = new LabelEditor($("viewport"), {
+    onChange: () => { dominant?.refresh(); refreshControls(editor); tools?.refresh(); } });
+  dominant = new DominantMode(editor);
   tools = installTools(editor, { message });
   navigator = new Navigator(editor, $("viewport"), $("minimap"));
   finder = new ClassFinder($("class-finder-host"), state.project.classes, (c) => editor.setClass(c.id));

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from service.masks import IGNORE
+# dominant_class lives with the mask conventions: the service's oracle and page submissions use it too.
+from service.masks import IGNORE, dominant_class  # noqa: F401  (re-exported for simulate)
 
 _FOUR = ndimage.generate_binary_structure(2, 1)
 _EIGHT = ndimage.generate_binary_structure(2, 2)
@@ -84,15 +85,6 @@ def region_clicks(truth: np.ndarray, mask: np.ndarray | None = None, *, dominant
     if not mask.any():
         return 0
     return components_inside(truth, mask) + border_crossings(truth, mask)
-
-
-def dominant_class(truth: np.ndarray, mask: np.ndarray) -> int:
-    """The region's majority ground-truth class (ties: the smallest id; unlabeled pixels do not vote)."""
-    values = truth[mask]
-    values = values[values != IGNORE]
-    if values.size == 0:
-        return IGNORE
-    return int(np.bincount(values).argmax())
 
 
 def region_cost(given: np.ndarray, before: np.ndarray, prelabel: np.ndarray | None, truth: np.ndarray,

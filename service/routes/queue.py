@@ -7,6 +7,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response, 
 from sqlalchemy import and_, case, func, select
 
 from service.auth import CurrentToken, SessionDep
+from service.dominant import region_annotation
 from service.gold import claim_gold
 from service.models import Annotation, Image, Region, Token
 from service.quality import draw_gold, quality_of
@@ -61,13 +62,15 @@ def region_public(region: Region | LeasedRegion) -> RegionPublic:
     return out
 
 
-def lease_public(region: LeasedRegion, ttl: int) -> LeasePublic:
+def lease_public(region: LeasedRegion, ttl: int, annotation: str = "exact") -> LeasePublic:
     image = region.image
     context = default_context(region)
     x, y, w, h = crop_box(region, image, context)
+    public = region_public(region)
+    public.annotation = annotation  # what the page submits: a mask, or one class (service/dominant.py)
     return LeasePublic(
         lease_id=region.lease_id, expires_at=region.lease_expires_at, ttl_seconds=ttl,
-        region=region_public(region),
+        region=public,
         image=ImageBrief(id=image.id, stem=image.stem, width=image.width, height=image.height),
         crop=CropBox(url=f"/api/regions/{region.id}/crop?context={context}", context=context,
                      x=x, y=y, w=w, h=h),
@@ -94,7 +97,7 @@ def lease(project_id: ProjectId, request: Request, session: SessionDep, token: C
     if region is None:
         project_or_404(session, project_id)  # only now: the hot path skips this read
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    return lease_public(region, settings.lease_ttl_seconds)
+    return lease_public(region, settings.lease_ttl_seconds, region_annotation(session, region))
 
 
 @router.get("/{project_id}/queue/stats", response_model=QueueStats)

@@ -10,6 +10,7 @@ from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
 from service.auth import CurrentToken, SessionDep
+from service.dominant import region_annotation
 from service.masks import encode_mask_png
 from service.models import Image, Project, Region
 from service.routes.deps import region_or_404
@@ -30,7 +31,10 @@ CACHE = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "no
 
 @router.get("/{region_id}", response_model=RegionPublic)
 def read_region(region_id: RegionId, session: SessionDep, token: CurrentToken) -> RegionPublic:
-    return region_public(region_or_404(session, region_id, token))
+    region = region_or_404(session, region_id, token)
+    out = region_public(region)
+    out.annotation = region_annotation(session, region)
+    return out
 
 
 def _png(img: PILImage.Image) -> bytes:

@@ -70,6 +70,18 @@ class AutoCycleStatus(BaseModel):
 class RegionSettings(InputModel):
     kind: Literal["grid", "superpixel"] = "grid"
     size: int = Field(32, ge=4, le=2048, description="Grid cell side, or the mean superpixel side, in px.")
+    annotation: Literal["exact", "dominant"] = Field(
+        "exact", description="exact: the annotator paints the region's pixels; dominant (superpixel regions "
+                             "only): the annotator gives the whole superpixel one class, its majority class "
+                             "(one click), and the service stores that class on the superpixel's pixels.")
+
+    @model_validator(mode="after")
+    def _dominant_needs_superpixels(self) -> "RegionSettings":
+        if self.annotation == "dominant" and self.kind != "superpixel":
+            raise ValueError(f"annotation 'dominant' gives a whole superpixel one class, so it needs "
+                             f"kind 'superpixel', not {self.kind!r}; {self.kind} regions are labeled with "
+                             f"annotation 'exact'")
+        return self
 
 
 class TrainingSettings(InputModel):

@@ -1,6 +1,7 @@
 """Queue schemas: leases, the region they hold, annotations submitted for them, and queue statistics."""
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +34,9 @@ class RegionPublic(BaseModel):
     status: str
     model_version: str | None
     has_prelabel: bool = False
+    annotation: Literal["exact", "dominant"] = Field(
+        "exact", description="exact: submit a mask of the region's pixels; dominant: submit one class id "
+                             'for the whole superpixel (JSON {"class_id": …}).')
 
 
 class CropBox(BaseModel):
@@ -77,6 +81,15 @@ class LeaseState(BaseModel):
 
 class SkipRequest(InputModel):
     reason: str = Field(min_length=1, max_length=500, description="Why the region was skipped.")
+
+
+class ClassAnswer(InputModel):
+    """The answer for a region labeled with its dominant class: one class for the whole superpixel."""
+
+    class_id: int = Field(ge=0, le=254, strict=True, description="The class of the superpixel's majority "
+                                                                 "of pixels (a class id of the project).")
+    active_seconds: float | None = Field(None, ge=0, le=86_400, description="Time the page had focus with "
+                                                                            "recent input on this region.")
 
 
 class AnnotationPublic(BaseModel):

@@ -7,7 +7,7 @@ from tests.service.factories import CLASSES, counts, create_project, files_under
 def test_create_read_list_with_design_defaults(client, admin, annotator):
     p = create_project(client, admin, name="camvid", region={"kind": "grid", "size": 30})
     assert p["classes"] == CLASSES and p["ignore_index"] == 255
-    assert p["region"] == {"kind": "grid", "size": 30}
+    assert p["region"] == {"kind": "grid", "size": 30, "annotation": "exact"}
     t = p["training"]
     assert (t["lr"], t["momentum"], t["nesterov"], t["weight_decay"], t["poly_power"]) == (
         None, 0.9, True, 5e-4, 0.9)  # lr None: the model's own default
@@ -34,7 +34,7 @@ def test_patch_name_region_training_merge_and_append_class(client, admin):
         "classes": more})
     assert r.status_code == 200, r.text
     q = r.json()
-    assert q["name"] == "renamed" and q["region"] == {"kind": "superpixel", "size": 24}
+    assert q["name"] == "renamed" and q["region"] == {"kind": "superpixel", "size": 24, "annotation": "exact"}
     assert q["training"]["lr"] == 0.02 and q["training"]["iterations"] == 50  # merged, not replaced
     assert len(q["classes"]) == 4
     assert client.get(f"/api/projects/{p['id']}", headers=admin).json()["name"] == "renamed"
@@ -86,6 +86,8 @@ BAD_BODIES = {
     "ignore index not 255": {"classes": CLASSES, "ignore_index": 0},
     "region kind": {"classes": CLASSES, "region": {"kind": "hexagon", "size": 32}},
     "region size": {"classes": CLASSES, "region": {"kind": "grid", "size": 0}},
+    "dominant grid": {"classes": CLASSES, "region": {"kind": "grid", "size": 32, "annotation": "dominant"}},
+    "annotation kind": {"classes": CLASSES, "region": {"kind": "superpixel", "annotation": "scribble"}},
     "training typo": {"classes": CLASSES, "training": {"learning_rate": 0.1}},
     "training lr": {"classes": CLASSES, "training": {"lr": -1}},
     "training acquisition": {"classes": CLASSES, "training": {"acquisition": "vibes"}},
@@ -124,6 +126,7 @@ def test_duplicate_name_409(client, admin, session):
     ({"training": {"nope": 1}}, 422),
     ({"training": {"crop_size": 600, "base_size": 500}}, 422),
     ({"region": {"kind": "grid", "size": -3}}, 422),
+    ({"region": {"kind": "grid", "size": 16, "annotation": "dominant"}}, 422),
     ({"name": "other"}, 409),
 ])
 def test_bad_patch_changes_nothing(client, admin, patch, code):
