@@ -8,7 +8,7 @@ from service.auth import create_token
 from service.export import export_entries
 from service.labels import assemble_labels, materialize_labels
 from service.masks import decode_mask_png
-from service.models import Annotation, Cycle, Image, Project
+from service.models import Annotation, Cycle, Image, Project, Region
 from service.review import next_pending
 from service.storage import storage_for
 from tests.service.queue_helpers import bearer, mask_bytes, seed_queue, token_row
@@ -179,3 +179,25 @@ def test_scopes_and_bad_requests(client, session, settings):
                       headers=bearer(a)).status_code == 422
     session.expire_all()
     assert session.get(Annotation, done["id"]).review_state is None  # nothing replaced it
+
+
+def test_a_revised_vote_replaces_the_vote_in_the_majority(client, session, settings, admin):
+    seeded = seed_queue(session, settings, regions=1, size=W)
+    pid = seeded.project_id
+    quality = {"quality": {"overlap": 2, "overlap_rate": 1.0}}
+    r = client.patch(f"/api/projects/{pid}", json=quality, headers=admin)
+    assert r.status_code == 200, r.text
+    a, _ = token_row(session, "a")
+    b, _ = token_row(session, "b")
+    vote = submit(client, pid, a, full(1))
+    assert revise(client, vote["region_id"], a, full(2)).status_code == 201
+    session.expire_all()
+    assert session.get(Region, vote["region_id"]).status == "queued"  # still one vote: waits for another
+    submit(client, pid, b, full(2))  # agrees with a's revised vote; a's first vote would tie (unlabeled)
+    session.expire_all()
+    assert session.get(Region, vote["region_id"]).status == "labeled"
+    label = assemble_labels(session, storage_for(settings), session.get(Image, seeded.image_ids[0]))
+    assert (label[:W, :W] == 2).all()
+    [entry] = recent(client, pid, a)
+    assert entry["editable"] is False and "majority" in entry["reason"]
+    assert revise(client, vote["region_id"], a, full(1)).status_code == 409
