@@ -2,8 +2,9 @@
 
 A revision is a new annotation row (annotations stay append-only); the one it replaces is marked
 `review_state = 'superseded'` and leaves the labels (`in_labels = False`). So the latest wins everywhere:
-label assembly and the materialized label files (the count of annotations in the labels changes, so the
-file is rebuilt: a pixel the revision leaves unlabeled does not keep the replaced mask's class), exports,
+label assembly and the materialized label files (one annotation left the labels, which is not a mere
+addition, so the file is rebuilt: a pixel the revision leaves unlabeled does not keep the replaced mask's
+class), exports,
 the review queue (a superseded annotation is no longer pending), gold scores, consensus votes, queue and
 quality counts and the auto-cycle count. Effort figures (active hours, strokes) keep every submission:
 each one is work that was done.
