@@ -4,10 +4,9 @@ A revision is a new annotation row (annotations stay append-only); the one it re
 `review_state = 'superseded'` and leaves the labels (`in_labels = False`). So the latest wins everywhere:
 label assembly and the materialized label files (one annotation left the labels, which is not a mere
 addition, so the file is rebuilt: a pixel the revision leaves unlabeled does not keep the replaced mask's
-class), exports,
-the review queue (a superseded annotation is no longer pending), gold scores, consensus votes, queue and
-quality counts and the auto-cycle count. Effort figures (active hours, strokes) keep every submission:
-each one is work that was done.
+class), exports, the review queue (a superseded annotation is no longer pending), gold scores, consensus
+votes, queue and quality counts and the auto-cycle count. Effort figures (active hours, strokes) keep
+every submission: each one is work that was done.
 
 The revision takes the replaced annotation's place: a label when that one was, awaiting review when that
 one was, a gold submission scored again, a consensus vote replaced by a new vote.
