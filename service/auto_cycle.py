@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service.cycles import ACTIVE, CycleConflict, create_cycle, dispatch_cycle
-from service.models import Annotation, Cycle, Project, Region, utcnow
+from service.models import CURRENT, Annotation, Cycle, Project, Region, utcnow
 from service.schemas.project import AutoCycleSettings
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def _labels_since(project_id: int, since: datetime | None, cap: int | None):
     # The project is looked up per annotation (a correlated primary-key read), never by a join: with one
     # big project the planner would otherwise scan every region of it to join a handful of new labels.
     project_of = select(Region.project_id).where(Region.id == Annotation.region_id).scalar_subquery()
-    query = select(Annotation.id).where(Annotation.region_id.is_not(None), project_of == project_id)
+    query = select(Annotation.id).where(Annotation.region_id.is_not(None), project_of == project_id, CURRENT)
     if since is not None:
         query = query.where(Annotation.created_at >= since)
     return _count(query, cap)

@@ -3,7 +3,8 @@
 A mask is an 8-bit image of class ids, exactly the size of its box, with 255 = unlabeled (DESIGN §4).
 
 Assembly rule (what training reads): the annotations that count (`in_labels`: not awaiting review,
-rejected, a gold submission or a consensus vote, see service/quality.py) are applied oldest → newest
+rejected, a gold submission, a consensus vote, see service/quality.py, nor replaced by its annotator's
+revision, see service/revisions.py) are applied oldest → newest
 (by id, i.e. insertion order, which does not depend on clocks), and each one writes only its pixels
 that are not 255. So a newer annotation overrides older labels where it labels a pixel, and a 255
 inside a newer box means "no opinion", not "erase": an annotator who paints part of a region does

@@ -23,6 +23,7 @@ from service.routes import (
     queue,
     regions,
     review,
+    revisions,
     tokens,
 )
 from service.routes import oracle as oracle_routes
@@ -56,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cycle_routes.router)
     app.include_router(oracle_routes.router)
     app.include_router(tag_routes.router)
-    for module in (queue, leases, regions, export, model, review, quality, pages):
+    for module in (queue, leases, regions, revisions, export, model, review, quality, pages):
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, settings=settings)

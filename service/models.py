@@ -223,7 +223,7 @@ class Annotation(Base):
     # Whether training and exports read it: not while awaiting review, nor once rejected, fixed, a gold
     # answer's submission or one of a consensus region's votes (their majority is its own annotation).
     in_labels: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
-    review_state: Mapped[str | None] = mapped_column(String(20))  # pending accepted rejected fixed
+    review_state: Mapped[str | None] = mapped_column(String(20))  # pending accepted rejected fixed superseded
     review_reason: Mapped[str | None] = mapped_column(Text)
     reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("token.id", ondelete="SET NULL"))
     reviewed_at: Mapped[datetime | None] = mapped_column()
@@ -238,6 +238,12 @@ class Annotation(Base):
     gold_accuracy: Mapped[float | None] = mapped_column(Float)
     gold_miou: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# An annotator's revision of a submission replaces it (service/revisions.py): the replaced annotation is
+# marked superseded, and whatever counts submissions counts only the current ones.
+SUPERSEDED = "superseded"
+CURRENT = Annotation.review_state.is_distinct_from(SUPERSEDED)
 
 
 class ImageTag(Base):

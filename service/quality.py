@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.masks import IGNORE
-from service.models import Annotation, Lease, Project, Region
+from service.models import CURRENT, Annotation, Lease, Project, Region
 from service.schemas.project import QualitySettings
 
 QUALITY_CACHE_SECONDS = 10.0
@@ -64,7 +64,7 @@ def mean_gold_miou(session: Session, project_id: int, token_id: int) -> float | 
     return session.scalar(select(func.avg(Annotation.gold_miou))
                           .join(Region, Region.id == Annotation.region_id)
                           .where(Region.project_id == project_id, Annotation.token_id == token_id,
-                                 Annotation.gold_miou.is_not(None)))
+                                 Annotation.gold_miou.is_not(None), CURRENT))
 
 
 def needs_review(session: Session, quality: QualitySettings, project_id: int, token_id: int | None,
@@ -94,7 +94,7 @@ def wants_overlap(session: Session, quality: QualitySettings, region: Region, an
 
 def consensus_votes(session: Session, region_id: int) -> list[Annotation]:
     return list(session.scalars(select(Annotation).where(Annotation.region_id == region_id,
-                                                         Annotation.source == "human")
+                                                         Annotation.source == "human", CURRENT)
                                 .order_by(Annotation.id)))
 
 

@@ -2,7 +2,8 @@
 // A submitted mask goes to the outbox (IndexedDB, then the server), so no painted region is ever lost:
 // not offline, not on a reload, not on a 401. Leases belong to this page instance (a tab): the server
 // holds at most two per page, the region on screen and the prefetched one; a region still in the
-// outbox keeps its lease until it arrives.
+// outbox keeps its lease until it arrives. A recent submission can be reopened (web/recent.js): the
+// leased region on screen waits aside until the reopened one is sent again or left.
 
 import { api, apiFetch, ApiError, clear, el, fetchBitmap, getToken, requireToken } from "./common.js";
 import { bindControls, buildPalette, refreshControls } from "./controls.js";
@@ -12,6 +13,8 @@ import { Outbox } from "./outbox.js";
 import { decodeGray8, encodeGray8 } from "./png.js";
 import { ClassFinder } from "./keys.js";
 import { Navigator } from "./navigation.js";
+import { isBackKey, loadRevision, RecentList } from "./recent.js";
+import { isPhoneScreen, waitForRoom } from "./small_screen.js";
 import { installTools } from "./tools/index.js";
 import { fetchSuperpixels, regionShape } from "./tools/superpixels.js";
 import { askForToken } from "./token_dialog.js";
@@ -27,14 +30,15 @@ const MAX_LIVE_LEASES = 2; // per page, as the server (service/queue.py)
 const state = {
   project: null,
   page: null, // this tab's id: kept over a reload (sessionStorage), new in another tab
-  current: null, // {lease, bitmap, labels, expiresAt, activeSeconds}
+  current: null, // {lease, bitmap, labels, expiresAt, activeSeconds, revision?}
+  aside: null, // the leased region put aside while a recent submission is reopened
   nextPromise: null, // Promise<item|null> of the prefetched region
   done: 0,
   lastActivity: Date.now(),
   emptyTimer: null,
   outbox: null,
 };
-let editor, tools, navigator, finder, dominant;
+let editor, tools, navigator, finder, dominant, recent;
 
 function message(text, kind = "info") {
   const box = $("message");
@@ -150,6 +154,7 @@ async function show(item) {
 }
 
 async function renew(item) {
+  if (!item.lease.lease_id) return; // a reopened submission holds no lease
   try {
     await call(`/api/leases/${item.lease.lease_id}/renew`, { method: "POST" });
     item.expiresAt = Date.now() + item.lease.ttl_seconds * 1000;
@@ -195,7 +200,7 @@ function sendItem(item) {
   form.append("mask", new Blob([item.png], { type: "image/png" }), "mask.png");
   form.append("active_seconds", String(item.activeSeconds));
   form.append("strokes", String(item.strokes));
-  return api(`/api/leases/${item.leaseId}/annotation`,
+  return api(item.url ?? `/api/leases/${item.leaseId}/annotation`,
              { method: "POST", body: form, headers: { "Idempotency-Key": item.key } });
 }
 
@@ -231,7 +236,7 @@ async function submit() {
   try {
     const body = answer ?? { png: await (await encodeGray8(w, h, mask)).arrayBuffer() };
     await state.outbox.add({ key: crypto.randomUUID(), leaseId: item.lease.lease_id, ...body,
-                             stem: item.lease.image.stem, region: item.lease.region,
+                             url: item.revision?.url, stem: item.lease.image.stem, region: item.lease.region,
                              activeSeconds: Math.round(item.activeSeconds), strokes: editor.strokes });
   } catch (err) { // the browser would not store it (storage full, private mode): stay on the region
     state.current = item;
@@ -242,6 +247,13 @@ async function submit() {
 }
 
 async function next() {
+  recent.closed();
+  if (state.aside) { // back from a reopened submission to the leased region put aside
+    const aside = state.aside;
+    state.aside = null;
+    show(aside);
+    return;
+  }
   const upcoming = await state.nextPromise;
   if (upcoming) { show(upcoming); prefetch(); return; }
   try {
@@ -253,10 +265,31 @@ async function next() {
 }
 
 function openSkip() {
+  if (state.current?.revision) { leaveRevision(); return; } // nothing to skip: go back unchanged
   if (!state.current) return;
   $("skip-dialog").hidden = false;
   $("skip-form").querySelector("input[checked]").checked = true;
   $("skip-form").querySelector("button[type=submit]").focus();
+}
+
+// ---------- going back ----------
+async function reopen(entry) {
+  let item;
+  try {
+    item = await loadRevision(entry, { fetchBitmap, fetchSuperpixels });
+  } catch (err) {
+    message(`Could not reopen region (${entry.region.x}, ${entry.region.y}): ${describe(err)}`, "error");
+    return;
+  }
+  if (state.current && !state.current.revision) state.aside = state.current;
+  show(item);
+  message(`Editing your submission of region (${entry.region.x}, ${entry.region.y}) of image ${entry.image.stem}: ` +
+          "Enter sends the new mask (it replaces the earlier one); S leaves it unchanged.", "info");
+}
+
+function leaveRevision() {
+  state.current = null;
+  next();
 }
 
 function closeSkip() {
@@ -277,6 +310,7 @@ async function skip(reason) {
 }
 
 function release(item) {
+  if (!item.lease.lease_id) return;
   apiFetch(`/api/leases/${item.lease.lease_id}/release`, { method: "POST", keepalive: true }).catch(() => {});
 }
 
@@ -285,6 +319,7 @@ function watch() {
   window.addEventListener("pagehide", () => {
     state.nextPromise?.then((n) => n && release(n));
     if (state.current) release(state.current);
+    if (state.aside) release(state.aside);
   });
   setInterval(() => { // effort: active seconds on the region on screen
     const now = Date.now();
@@ -297,6 +332,13 @@ function watch() {
     if (left <= 0) lost(item);
     else if (left < RENEW_BEFORE_MS && Date.now() - state.lastActivity < ACTIVE_WINDOW_MS) renew(item).catch(() => {});
   }, 5000);
+}
+
+function goBack(e) {
+  if (!isBackKey(e)) return false;
+  e.preventDefault();
+  recent.back();
+  return true;
 }
 
 function pageId() {
@@ -320,9 +362,14 @@ async function checkLinkToken() {
 
 async function main() {
   await checkLinkToken();
+  const ref = decodeURIComponent(location.pathname.replace(/\/+$/, "").split("/").pop());
+  if (isPhoneScreen()) { // say so, and lease nothing, until the screen is large enough
+    $("loading").hidden = true;
+    await waitForRoom($("small-screen"), ref);
+    $("loading").hidden = false;
+  }
   await requireToken($("gate"));
   message("");
-  const ref = decodeURIComponent(location.pathname.replace(/\/+$/, "").split("/").pop());
   try {
     state.project = await resolveProject(ref);
   } catch (err) {
@@ -344,11 +391,17 @@ async function main() {
   buildPalette(state.project.classes, editor);
   bindControls(editor, state.project.classes, {
     submit, openSkip, closeSkip, skip, onInput: () => { state.lastActivity = Date.now(); },
-    onToolKey: (e) => finder.handle(e) || tools.onKey(e) });
+    onToolKey: (e) => finder.handle(e) || goBack(e) || tools.onKey(e) });
   refreshControls(editor);
   state.outbox = new Outbox({ scope: `${location.origin}/${state.project.id}`, send: sendItem,
                               onChange: showOutbox, onAuth: () => askForToken() });
-  state.outbox.onDelivered = () => { state.done += 1; updateCounter(); };
+  recent = new RecentList($("recent"), { projectId: state.project.id, call, onOpen: reopen, message });
+  state.outbox.onDelivered = (item) => {
+    if (!item.url) state.done += 1; // a revision is no new region
+    updateCounter();
+    recent.refresh();
+  };
+  recent.refresh();
   await state.outbox.open();
   watch();
   try {

@@ -396,7 +396,17 @@ export class LabelEditor {
     const point = this.tool === "fill" || this.plugins[this.tool]?.pointCursor;
     const offsets = point ? [[0, 0]] : brushOffsets(this.size);
     ctx.fillStyle = this.tool === "eraser" ? "rgba(255, 255, 255, 0.55)" : "rgba(255, 255, 0, 0.55)";
-    for (const [dx, dy] of offsets) ctx.fillRect(this.ox + x + dx, this.oy + y + dy, 1, 1);
+    for (const [dx, dy] of offsets) {
+      // Only the pixels the tool can change: the brush's part outside the region, or outside a
+      // superpixel region's own shape, would promise paint that never lands.
+      if (this.paintable(x + dx, y + dy)) ctx.fillRect(this.ox + x + dx, this.oy + y + dy, 1, 1);
+    }
+  }
+
+  /** Whether a region pixel can be painted: inside the box and, for a superpixel region, its shape. */
+  paintable(x, y) {
+    const { w, h } = this.region;
+    return x >= 0 && y >= 0 && x < w && y < h && (!this.allowed || this.allowed[y * w + x] === 1);
   }
 }
 

@@ -74,8 +74,9 @@ export class Outbox {
 
   waiting() { return this.items.filter((i) => i.state === "waiting"); }
   refused() { return this.items.filter((i) => i.state === "refused"); }
-  /** Lease ids still owed a submission: the page must not be handed these regions again. */
-  leaseIds() { return this.waiting().map((i) => i.leaseId); }
+  /** Lease ids still owed a submission: the page must not be handed these regions again (a revision
+   * of a recent submission holds no lease). */
+  leaseIds() { return this.waiting().map((i) => i.leaseId).filter(Boolean); }
 
   /** Resolves at the next change of the outbox (an item sent, refused or added), or after `ms`. */
   nextChange(ms = 5000) {

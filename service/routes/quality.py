@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.auth import CurrentToken, SessionDep
 from service.gold import read_mask
-from service.models import Annotation, Cycle, Image, Project, Region, Token
+from service.models import CURRENT, Annotation, Cycle, Image, Project, Region, Token
 from service.quality import agreement_iou, quality_of
 from service.routes.deps import project_or_404
 from service.schemas.common import ProjectId
@@ -60,7 +60,7 @@ def quality_stats(project_id: ProjectId, session: SessionDep, storage: StorageDe
         select(Annotation.token_id, func.count(), count("accepted"), count("rejected"), count("fixed"),
                func.count(Annotation.gold_miou), func.avg(Annotation.gold_accuracy),
                func.avg(Annotation.gold_miou))
-        .where(_in_project(project_id), HUMAN).group_by(Annotation.token_id)).all()
+        .where(_in_project(project_id), HUMAN, CURRENT).group_by(Annotation.token_id)).all()
     names = _names(session, [r[0] for r in rows])
     annotators = []
     for tid, n, acc, rej, fixed, gold_n, gold_acc, gold_miou in rows:
@@ -88,7 +88,8 @@ def _agreement(session: Session, storage, project: Project, regions: list[Region
     per_class: dict[int, list[float]] = defaultdict(list)
     complete = 0
     for region in regions:
-        votes = session.scalars(select(Annotation.mask_path).where(Annotation.region_id == region.id, HUMAN)
+        votes = session.scalars(select(Annotation.mask_path).where(Annotation.region_id == region.id, HUMAN,
+                                                                   CURRENT)
                                 .order_by(Annotation.id)).all()
         if len(votes) < region.overlap:
             continue

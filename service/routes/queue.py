@@ -9,7 +9,7 @@ from sqlalchemy import and_, case, func, select
 from service.auth import CurrentToken, SessionDep
 from service.dominant import region_annotation
 from service.gold import claim_gold
-from service.models import Annotation, Image, Region, Token
+from service.models import CURRENT, Annotation, Image, Region, Token
 from service.quality import draw_gold, quality_of
 from service.queue import ImageRef, LeasedRegion, QueueError, lease_next, request_now
 from service.routes.deps import in_scope, project_or_404
@@ -115,7 +115,7 @@ def queue_stats(project_id: ProjectId, session: SessionDep, token: CurrentToken,
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     rows = session.execute(
         select(Annotation.token_id, func.count(), func.sum(case((Annotation.created_at >= day, 1), else_=0)))
-        .join(Region, Region.id == Annotation.region_id).where(in_project)
+        .join(Region, Region.id == Annotation.region_id).where(in_project, CURRENT)
         .group_by(Annotation.token_id)).all()
     done = {tid: (int(total), int(today or 0)) for tid, total, today in rows}
     ids = set(done) | set(leased_by)

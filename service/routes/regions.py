@@ -1,5 +1,5 @@
 """A region's pixels: the image crop around it (with context), the model's pre-label, and the crop's
-superpixel ids (from the map the engine caches per image)."""
+superpixel ids (from the map the engine caches per image, or computed for the crop of a grid region)."""
 
 import io
 from typing import Annotated
@@ -19,6 +19,7 @@ from service.schemas.common import RegionId
 from service.schemas.project import RegionSettings
 from service.schemas.queue import RegionPublic
 from service.storage import Storage, StorageDep, superpixel_key
+from service.superpixels import available, crop_superpixels, superpixel_side
 
 router = APIRouter(prefix="/api/regions", tags=["regions"])
 MAX_CONTEXT = 1024
@@ -97,22 +98,35 @@ def _superpixel_map_key(session: Session, image: Image) -> str:
     return superpixel_key(image.project_id, image.id, size)
 
 
+def _renumber(part: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ids renumbered 0..n-1 in order of first appearance (few enough for 8 or 16 bits); with the ids
+    found (sorted) and each one's new number."""
+    values, first, local = np.unique(part, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[local.reshape(part.shape)], values, rank
+
+
+def _computed_crop(storage: Storage, region: Region, image: Image, context: int) -> np.ndarray:
+    """SLIC of the crop itself (service/superpixels.py), renumbered as a cached map's crop."""
+    x, y, w, h = crop_box(region, image, context)
+    with PILImage.open(storage.path(image.path)) as img:
+        rgb = np.asarray(img.crop((x, y, x + w, y + h)).convert("RGB"))
+    return _renumber(crop_superpixels(rgb, superpixel_side(region.w, region.h)))[0]
+
+
 def _superpixel_crop(storage: Storage, key: str, region: Region, image: Image,
                      context: int) -> tuple[np.ndarray, int]:
-    """The crop's ids renumbered 0..n-1 in order of first appearance (few enough for 8 or 16 bits), and
-    the region's own superpixel in that numbering (-1 for a grid region)."""
+    """The cached map's ids in the crop, renumbered (`_renumber`), and the region's own superpixel in that
+    numbering (-1 for a grid region)."""
     ids = np.load(storage.path(key), mmap_mode="r", allow_pickle=False)
     if ids.shape != (image.height, image.width):
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"superpixel map of image {image.id} is {ids.shape}, the image "
                             f"{(image.height, image.width)}")
     x, y, w, h = crop_box(region, image, context)
-    part = np.asarray(ids[y:y + h, x:x + w])
-    values, first, local = np.unique(part, return_index=True, return_inverse=True)
-    order = np.argsort(first)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    local = rank[local.reshape(part.shape)]
+    local, values, rank = _renumber(np.asarray(ids[y:y + h, x:x + w]))
     own = -1
     if region.kind == "superpixel":
         hit = np.flatnonzero(values == region.superpixel_id)
@@ -122,7 +136,7 @@ def _superpixel_crop(storage: Storage, key: str, region: Region, image: Image,
 
 @router.get("/{region_id}/superpixels", response_class=Response,
             responses={200: {"content": {"image/png": {}}},
-                       204: {"description": "No superpixel map is cached for this image yet."},
+                       204: {"description": "A superpixel region whose image has no cached map yet."},
                        409: {"description": "The cached map does not match the image's size."}})
 def superpixels(region_id: RegionId, session: SessionDep, storage: StorageDep, token: CurrentToken,
                 context: Annotated[int, Query(ge=0, le=MAX_CONTEXT)] = 0) -> Response:
@@ -130,16 +144,23 @@ def superpixels(region_id: RegionId, session: SessionDep, storage: StorageDep, t
     crop holds more than 256 superpixels; ids are local to the crop.
 
     `X-Superpixel-Region` is the region's own superpixel in those ids (-1 for a grid region), so the page
-    can keep a superpixel region's mask to its exact shape. The worker writes the map the first time it
-    computes an image's superpixels; until then this answers 204 and the page's superpixel tools stay off.
+    can keep a superpixel region's mask to its exact shape. The ids come from the map the worker caches
+    per image (`X-Superpixel-Source: cached`); a grid region whose image has none gets the crop's own
+    SLIC, computed now (`computed`, service/superpixels.py). A superpixel region's shape is only known
+    from its image's map: until the worker wrote it this answers 204 and the page's superpixel tools stay
+    off, as they do where scikit-image is not installed.
     """
     region = region_or_404(session, region_id, token)
     image = session.get(Image, region.image_id)
     key = _superpixel_map_key(session, image)
-    if not storage.exists(key):
+    if storage.exists(key):
+        (local, own), source = _superpixel_crop(storage, key, region, image, context), "cached"
+    elif region.kind == "grid" and available():
+        local, own, source = _computed_crop(storage, region, image, context), -1, "computed"
+    else:
         return Response(status_code=status.HTTP_204_NO_CONTENT, headers=CACHE)
-    local, own = _superpixel_crop(storage, key, region, image, context)
     img = PILImage.fromarray(local.astype(np.uint8 if local.max(initial=0) < 256 else np.uint16))  # L or I;16
     x, y, w, h = crop_box(region, image, context)
-    headers = {**CACHE, "X-Crop-Box": f"{x},{y},{w},{h}", "X-Superpixel-Region": str(own)}
+    headers = {**CACHE, "X-Crop-Box": f"{x},{y},{w},{h}", "X-Superpixel-Region": str(own),
+               "X-Superpixel-Source": source}
     return Response(_png(img), media_type="image/png", headers=headers)

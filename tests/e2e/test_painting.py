@@ -1,6 +1,7 @@
 """The painting tools in a real Chromium against the running service: the class keys (the same rule on
 the annotate and tagging pages), polygon fill, magic wand, superpixel brush and regions, pan and pinch,
-hiding the pre-label, Alt+click picking, and the layout at laptop, tablet and phone sizes."""
+hiding the pre-label, Alt+click picking, the brush cursor kept to the region's shape, superpixel tools on
+a grid project, the layout at laptop and tablet sizes, and the phone's notice instead of a canvas."""
 
 import io
 from collections import deque
@@ -11,10 +12,10 @@ from PIL import Image as PILImage
 from playwright.sync_api import expect
 
 from service.db import session_factory
-from service.models import Image, Project
+from service.models import Image, Lease, Project
 from service.storage import storage_for
 from tests.e2e.conftest import enter_token, screenshot
-from tests.e2e.test_annotator import Region, stored_mask, wait_annotations
+from tests.e2e.test_annotator import Region, brush, stored_mask, wait_annotations
 from tests.service.queue_helpers import CLASSES, prelabel_array, seed_queue, token_row
 from tests.service.superpixel_helpers import make_superpixel_region, slanted_ids, write_superpixels
 
@@ -90,7 +91,7 @@ def test_class_keys_are_palette_positions_on_both_pages(live_url, settings, page
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-@pytest.mark.parametrize("size", [(1280, 720), (1440, 900), (768, 1024), (390, 844)])
+@pytest.mark.parametrize("size", [(1280, 720), (1440, 900), (768, 1024)])
 def test_layout_keeps_submit_in_view(live_url, settings, page, size):
     w, h = size
     page.set_viewport_size({"width": w, "height": h})
@@ -359,4 +360,105 @@ def test_hide_prelabel_only_hide_all_and_alt_click_pick(live_url, settings, page
     page.keyboard.up("Alt")
     expect(active).to_have_attribute("data-class", "2")
     expect(page.locator("#undo")).to_be_disabled()  # picking paints nothing
+    assert page.errors == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_phone_is_told_painting_needs_a_larger_screen(live_url, settings, chromium):
+    context = chromium.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    try:
+        with session_factory(settings.sqlalchemy_url)() as s:
+            seeded = seed_queue(s, settings, size=SIZE, grid=(128, 96), boxes=[(32, 32)], prelabel=True)
+            token, _ = token_row(s, "alice")
+        page.goto(f"{live_url}/annotate/{seeded.project_id}#token={token}")
+        notice = page.locator("#small-screen")
+        expect(notice).to_contain_text("Painting is not supported on phones")
+        expect(notice).to_be_in_viewport()
+        expect(page.locator("#workspace")).to_be_hidden()
+        expect(page.locator("#loading")).to_be_hidden()
+        screenshot(page, "annotator-390x844")
+        with session_factory(settings.sqlalchemy_url)() as s:
+            assert s.query(Lease).count() == 0  # no region taken from the queue
+
+        page.locator("#tag-instead").click()  # the tagging page works on the phone
+        expect(page.locator("#progress")).to_have_text("0 tagged · 1 to go")
+        for part in ["#image", "#palette button >> nth=2", "#submit"]:
+            expect(page.locator(part)).to_be_in_viewport()
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= 390  # no sideways scrolling
+        screenshot(page, "tagging-390x844")
+        assert page.errors == []
+    finally:
+        context.close()
+
+
+def cursor_pixels(page) -> set[tuple[int, int]]:
+    """The crop pixels the brush cursor is drawn on."""
+    return {tuple(p) for p in page.locator(".layer-cursor").evaluate("""c => {
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data, out = [];
+        for (let i = 0; i < d.length; i += 4) {
+          if (d[i + 3]) out.push([(i / 4) % c.width, Math.floor(i / 4 / c.width)]);
+        }
+        return out; }""")}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_brush_cursor_shows_only_where_it_paints(live_url, settings, page):
+    ids = slanted_ids(128, 96)
+    sp = int(ids[45, 75])
+    open_page(live_url, settings, page, superpixels=(ids, 0, sp))  # the superpixel region comes first
+    expect(page.locator("#region-info")).to_contain_text("superpixel (its own shape)")
+    ys, xs = np.nonzero(ids == sp)
+    x, y = int(xs.min()), int(ys.min())
+    w, h = int(xs.max()) - x + 1, int(ys.max()) - y + 1
+    ctx = max(16, min(256, max(w, h)))
+    cx, cy = max(0, x - ctx), max(0, y - ctx)
+    crop = (cx, cy, min(128, x + w + ctx) - cx, min(96, y + h + ctx) - cy)
+    for _ in range(6):
+        page.keyboard.press("]")
+    expect(page.locator("#brush-size")).to_have_text("9")
+    shape = ids == sp
+    at = (75 - x, 45 - y)  # a pixel of the superpixel; the brush reaches past its edges
+    page.mouse.move(*Region(page, crop=crop, box=(x, y)).point(*at))
+    footprint = {(x + at[0] + dx, y + at[1] + dy) for dx, dy in brush(9)}
+    inside = {(px, py) for px, py in footprint if 0 <= px < 128 and 0 <= py < 96 and shape[py, px]}
+    assert inside and inside != footprint  # the brush straddles the shape's edge
+    expect(page.locator(".layer-cursor")).to_have_attribute("width", str(crop[2]))
+    assert cursor_pixels(page) == {(px - cx, py - cy) for px, py in inside}
+    assert page.errors == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_superpixel_tools_on_a_grid_project(live_url, settings, page):
+    """No map is cached for a grid project: the service segments the crop, and the superpixel brush fills
+    the superpixels it touches in that map."""
+    seeded, token = open_page(live_url, settings, page)
+    expect(page.locator("#region-info")).to_contain_text("at (32, 32)")
+    rid = seeded.region_ids[0]
+    r = page.request.get(f"{live_url}/api/regions/{rid}/superpixels?context=32",
+                         headers={"Authorization": f"Bearer {token}"})
+    assert r.status == 200 and r.headers["x-superpixel-source"] == "computed"
+    crop_ids = np.array(PILImage.open(io.BytesIO(r.body())))
+    assert crop_ids.shape == (96, 96)
+    own = crop_ids[32:64, 32:64]
+    assert len(np.unique(own)) >= 4  # several superpixels in the region: something to choose from
+    layer = page.locator(".layer-superpixels")
+    expect(layer).to_be_hidden()  # on a grid region the lines show only with a tool that uses them
+    expect(page.locator("#superpixel-state")).to_have_text("")
+    region = Region(page, crop=(0, 0, 96, 96), box=(32, 32))
+    page.keyboard.press("3")  # car (id 2)
+    page.keyboard.press("x")
+    expect(layer).to_be_visible()
+    for _ in range(2):
+        page.keyboard.press("[")
+    expect(page.locator("#brush-size")).to_have_text("1")
+    region.click(4, 4)
+    region.click(20, 26)
+    page.keyboard.press("Enter")
+    expected = prelabel_array(SIZE, SIZE)
+    expected[np.isin(own, [own[4, 4], own[26, 20]])] = 2
+    got = stored_mask(settings, wait_annotations(settings, 1)[0])
+    assert np.array_equal(got, expected), np.argwhere(got != expected)[:10]
     assert page.errors == []

@@ -29,7 +29,8 @@ def _urls(seeded) -> list[tuple[str, str]]:
             ("GET", f"/api/regions/{r}"), ("GET", f"/api/regions/{r}/crop"),
             ("GET", f"/api/regions/{r}/prelabel"), ("GET", f"/api/projects/{p}/cycles"),
             ("GET", f"/api/cycles/{c}"), ("GET", f"/api/projects/{p}/metrics"),
-            ("GET", f"/api/projects/{p}/queue/stats"), ("POST", f"/api/projects/{p}/queue/lease")]
+            ("GET", f"/api/projects/{p}/queue/stats"), ("POST", f"/api/projects/{p}/queue/lease"),
+            ("GET", f"/api/regions/{r}/superpixels"), ("GET", f"/api/projects/{p}/my-recent")]
 
 
 def test_an_annotator_of_project_a_gets_404_on_everything_of_project_b(client, admin, two):

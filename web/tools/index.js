@@ -8,6 +8,7 @@ import { WandTool } from "./wand.js";
 
 const TOOL_KEYS = { g: "polygon", w: "wand", x: "superpixel" };
 const TOLERANCE_STEP = 4;
+const SUPERPIXEL_TOOLS = ["superpixel", "polygon"]; // the superpixel brush, and the polygon's snap
 
 export function installTools(editor, { message }) {
   const $ = (id) => document.getElementById(id);
@@ -25,6 +26,10 @@ export function installTools(editor, { message }) {
   $("superpixels-visible").addEventListener("change", () => superpixel.toggleBoundaries());
 
   function refresh() {
+    // On a grid region the superpixels are only an aid: their lines show while a tool that uses them is
+    // on, not over every region all the time. A superpixel region's own shape always shows.
+    const aid = editor.region?.kind !== "superpixel" && !SUPERPIXEL_TOOLS.includes(editor.tool);
+    editor.stage.classList.toggle("superpixels-idle", aid);
     $("brush-size-range").value = String(editor.size);
     $("prelabel-visible").checked = editor.prelabelVisible;
     $("superpixels-visible").checked = superpixel.visible;
