@@ -139,7 +139,7 @@ def gate_sample(pool: HeldOutPool, candidates: Sequence[int], max_images: int, b
             if not (label != IGNORE).any():
                 continue
         images.append(torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous())
-        held.append(np.ascontiguousarray(label))
+        held.append(np.array(label, dtype=np.uint8))  # a writable copy (torch.from_numpy needs one)
         if len(images) >= max_images:
             break
     return images, held
