@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -21,17 +20,6 @@ from service.settings import Settings, get_settings
 from tests.service.factories import counts, make_dataset, mask_png
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def cli_env(settings, monkeypatch):
-    """Point the CLI (which reads Settings from the environment) at the test database."""
-    monkeypatch.setenv("S4AL_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("S4AL_DATABASE_URL", settings.sqlalchemy_url)
-    monkeypatch.setenv("S4AL_IMPORT_ROOT", str(settings.import_root))
-    get_settings.cache_clear()
-    yield settings
-    get_settings.cache_clear()
 
 
 def test_token_create_prints_a_working_token_once(cli_env, session):

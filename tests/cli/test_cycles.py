@@ -10,21 +10,9 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from service.models import Annotation, Cycle
-from service.settings import get_settings
 from tests.worker.tiny import make_project
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def cli_env(settings, monkeypatch):
-    monkeypatch.setenv("S4AL_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("S4AL_DATABASE_URL", settings.sqlalchemy_url)
-    monkeypatch.setenv("S4AL_IMPORT_ROOT", str(settings.import_root))
-    monkeypatch.setenv("S4AL_DEVICE", "cpu")
-    get_settings.cache_clear()
-    yield settings
-    get_settings.cache_clear()
 
 
 @pytest.fixture

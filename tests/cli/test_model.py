@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from service.models import Cycle
-from service.settings import get_settings
 from service.storage import checkpoint_key, storage_for
 from tests.worker.tiny import label_with_oracle, make_project
 from worker.engine import checkpoint
@@ -19,16 +18,6 @@ from worker.engine.models import build_model
 from worker.predict import ExportedModel
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def cli_env(settings, monkeypatch):
-    monkeypatch.setenv("S4AL_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("S4AL_DATABASE_URL", settings.sqlalchemy_url)
-    monkeypatch.setenv("S4AL_DEVICE", "cpu")
-    get_settings.cache_clear()
-    yield settings
-    get_settings.cache_clear()
 
 
 @pytest.fixture
