@@ -18,10 +18,12 @@ import torch
 import torch.nn.functional as F
 
 from service.masks import IGNORE
+from worker.engine.predicted_cost import check_cost, cost_aware_scores, expected_errors, predicted_clicks
 from worker.engine.regions import (
     SelectedRegion,
     check_region_kind,
     grid_cell_counts,
+    grid_regions,
     grid_shape,
     region_boxes,
     region_sums,
@@ -199,15 +201,18 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, amp: bool) -> torch.Tensor
 def _score_batch(model, images: list[np.ndarray], labels: list[np.ndarray | None], *, metric: str,
                  region_kind: str, region_size: int, weights: torch.Tensor | None, device: torch.device,
                  want_pred: bool, amp: bool, buffers: dict | None = None, maps: list | None = None,
-                 factor: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None, list, list]:
-    """One batch of equal-size images -> (device `[3, R]` rows uncertainty/unlabeled/balance, argmax, ...)."""
+                 factor: float = 1.0, cost: str = "none", dominant: bool = False,
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, list, list]:
+    """One batch of equal-size images -> (device `[4, R]` rows uncertainty/unlabeled/balance/predicted
+    cost (0 without a cost or a model), argmax, ...)."""
     b = len(images)
     h, w = images[0].shape[:2]
     lab = np.stack([np.full((h, w), IGNORE, np.uint8) if y is None else y for y in labels])
     unlabeled = torch.from_numpy(lab).to(device, non_blocking=True) == IGNORE
     unl = unlabeled.float()
-    pred = u = None
-    if model is not None and (metric != "random" or want_pred or weights is not None):
+    pred = u = errors = None
+    costed = model is not None and cost != "none"
+    if model is not None and (metric != "random" or want_pred or weights is not None or costed):
         x = torch.from_numpy(np.stack(images)).to(device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
         logits = forward_at(model, x, amp, factor)
@@ -215,10 +220,18 @@ def _score_batch(model, images: list[np.ndarray], labels: list[np.ndarray | None
         if metric != "random":
             u, peak = uncertainty_from_logits(logits, metric, buffers)
             u = u.mul_(unl)
-        if want_pred or weights is not None:
+        if cost == "corrected":
+            errors = expected_errors(logits, peak).mul_(unl)
+        if want_pred or weights is not None or cost == "clicks":
             pred = channel_argmax(logits, peak if logits.is_contiguous() else None)
     u = torch.zeros_like(unl) if u is None else u
-    planes = [u, unl] if weights is None or pred is None else [u, unl, weights[pred.long()] * unl]
+    # Summed per region: uncertainty, unlabeled pixels, then what is there of class weight and errors.
+    planes = [u, unl]
+    balanced = weights is not None and pred is not None
+    if balanced:
+        planes.append(weights[pred.long()] * unl)
+    if errors is not None:
+        planes.append(errors)
     counts = []
     if region_kind == "grid":
         maps = []
@@ -227,6 +240,7 @@ def _score_batch(model, images: list[np.ndarray], labels: list[np.ndarray | None
         stacked = stacked.reshape(b, p, -1).permute(1, 0, 2).reshape(p, -1)
         counts = [stacked.shape[1] // b] * b
         pixels = torch.from_numpy(grid_cell_counts(h, w, region_size).reshape(-1)).to(device).repeat(b)
+        ids = _grid_ids(b, h, w, region_size) if costed and cost == "clicks" else None
     else:
         maps = maps if maps is not None else [slic_regions(im, region_size) for im in images]
         ids, counts = stack_label_maps(maps)
@@ -234,18 +248,29 @@ def _score_batch(model, images: list[np.ndarray], labels: list[np.ndarray | None
         n = sum(counts)
         stacked = torch.stack([region_sums(v, ids_t, n) for v in planes])
         pixels = region_sums(torch.ones_like(unl), ids_t, n)
-    # Rows: mean uncertainty over all pixels, unlabeled count, balance factor over unlabeled pixels.
-    balance = stacked[2] / stacked[1].clamp(min=1) if len(planes) == 3 else torch.ones_like(stacked[1])
-    out = torch.stack([stacked[0] / pixels, stacked[1], balance])
+    # Rows: mean uncertainty over all pixels, unlabeled count, balance factor over unlabeled pixels,
+    # predicted cost.
+    balance = stacked[2] / stacked[1].clamp(min=1) if balanced else torch.ones_like(stacked[1])
+    predicted = stacked[-1] if errors is not None else torch.zeros_like(stacked[1])
+    if costed and cost == "clicks":
+        clicks = predicted_clicks(pred.cpu().numpy(), ids, stacked.shape[1], dominant=dominant)
+        predicted = torch.from_numpy(clicks).to(device, stacked.dtype)
+    out = torch.stack([stacked[0] / pixels, stacked[1], balance, predicted])
     return out, (pred if want_pred else None), maps, counts
+
+
+def _grid_ids(b: int, h: int, w: int, size: int) -> np.ndarray:
+    """Grid cell ids of a batch `[B,H,W]`, each image's offset by the cells before it (row-major)."""
+    cells = grid_regions(h, w, size)
+    return cells[None] + (np.arange(b) * (int(cells.max()) + 1))[:, None, None]
 
 
 def score_pool(model: torch.nn.Module | None, images: Iterable[np.ndarray], *,
                labels: Iterable[np.ndarray | None] | None = None, metric: str = "entropy",
                region_kind: str = "grid", region_size: int = 32, class_weights: np.ndarray | None = None,
                batch_size: int = 8, device: str | torch.device = "cpu", return_predictions: bool = False,
-               seed: int = 0, amp: bool = False,
-               progress: Callable[[int, int], None] | None = None) -> PoolScores:
+               seed: int = 0, amp: bool = False, cost: str = "none", cost_rule: str = "ratio",
+               dominant: bool = False, progress: Callable[[int, int], None] | None = None) -> PoolScores:
     """Score every region of every pool image with `model` (the teacher) in eval + inference mode.
 
     `images`: HxWx3 uint8 arrays (any iterable; sizes may differ: consecutive equal-size images are
@@ -255,9 +280,12 @@ def score_pool(model: torch.nn.Module | None, images: Iterable[np.ndarray], *,
     `model=None` is allowed for `metric="random"` (cold start): no forward pass, no predictions.
     Random scores are drawn per region (uniform, `seed`) and multiplied by the region's unlabeled
     share: averaging per-pixel noise would favour small edge cells, whose means vary more.
+    `cost` (`clicks` | `corrected`; needs a model) weighs each region's score by its predicted annotation
+    cost with `cost_rule` (worker/engine/predicted_cost.py); `dominant`: a region costs one click.
     """
     check_metric(metric)
     check_region_kind(region_kind, region_size)
+    check_cost(cost, cost_rule)
     if model is None and metric != "random":
         raise ValueError(f"metric {metric!r} needs a model")
     device = torch.device(device)
@@ -265,6 +293,7 @@ def score_pool(model: torch.nn.Module | None, images: Iterable[np.ndarray], *,
     weights = None if class_weights is None else torch.as_tensor(
         np.asarray(class_weights), dtype=torch.float32, device=device)
     rng = torch.Generator().manual_seed(seed)
+    costed = model is not None and cost != "none"  # a model-less cold start has nothing to predict from
     regions: list[ImageRegions] = []
     predictions: list[np.ndarray] | None = [] if return_predictions else None
     buffers: dict = {}  # work buffers reused across batches
@@ -279,17 +308,18 @@ def score_pool(model: torch.nn.Module | None, images: Iterable[np.ndarray], *,
         pred = None if pred is None else pred.cpu().numpy()
         # Per-image arrays are views into the batch's rows: no copies, same memory as copies would take.
         unc_all, unl_all, bal_all = out[0], out[1].astype(np.int32), out[2]
-        score_all = unc_all * bal_all
         offset = 0
         for i, ((h, w), n) in enumerate(zip(sizes, counts, strict=True)):
             cut = slice(offset, offset + n)
             offset += n
-            unc, score, unl = unc_all[cut], score_all[cut], unl_all[cut]
+            unc, unl = unc_all[cut], unl_all[cut]
+            pixels = _pixels(maps, i, h, w, region_kind, region_size)
             if metric == "random":
-                unc = (torch.rand(n, generator=rng).numpy() * unl / _pixels(maps, i, h, w, region_kind,
-                                                                          region_size)).astype(np.float32)
-                score = unc * bal_all[cut]
-            regions.append(ImageRegions(h, w, score, unc, unl, region_boxes(maps[i], n) if maps else None))
+                unc = (torch.rand(n, generator=rng).numpy() * unl / pixels).astype(np.float32)
+            score = cost_aware_scores(unc, bal_all[cut], pixels, unl, out[3][cut] if costed else None,
+                                      cost_rule)
+            regions.append(ImageRegions(h, w, score, unc, unl, region_boxes(maps[i], n) if maps else None,
+                                        out[3][cut] if costed else None))
             if predictions is not None:
                 predictions.append(pred[i] if pred is not None else np.full((h, w), IGNORE, np.uint8))
         if progress is not None:
@@ -299,7 +329,7 @@ def score_pool(model: torch.nn.Module | None, images: Iterable[np.ndarray], *,
         out, pred, maps, counts = _score_batch(
             model, batch_images, batch_labels, metric=metric, region_kind=region_kind,
             region_size=region_size, weights=weights, device=device, want_pred=return_predictions, amp=amp,
-            buffers=buffers)
+            buffers=buffers, cost=cost, dominant=dominant)
         finish()
         pending.append((out, pred, maps, counts, [im.shape[:2] for im in batch_images]))
 
@@ -334,6 +364,7 @@ def acquire(model: torch.nn.Module | None, images: Sequence[np.ndarray], labels:
             budget_regions: int | None = None, budget_fraction: float | None = None,
             per_image: int | None = None, class_balance: bool = False, seed: int = 0, batch_size: int = 8,
             device: str | torch.device = "cpu", return_predictions: bool = True, amp: bool = False,
+            cost: str = "none", cost_rule: str = "ratio", dominant: bool = False,
             progress: Callable[[int, int], None] | None = None,
             ) -> tuple[list[SelectedRegion], PoolScores]:
     """Score the pool and select the budget: what a cycle needs after training, in one call.
@@ -345,12 +376,14 @@ def acquire(model: torch.nn.Module | None, images: Sequence[np.ndarray], labels:
     check_metric(metric)
     check_region_kind(region_kind, region_size)
     check_budget(budget_regions, budget_fraction, per_image)
+    check_cost(cost, cost_rule)
     weights = None
     if class_balance and model is not None:
         weights = class_balance_weights(labeled_class_counts(labels, num_classes))
     pool = score_pool(model, images, labels=labels, metric=metric, region_kind=region_kind,
                       region_size=region_size, class_weights=weights, batch_size=batch_size, device=device,
-                      return_predictions=return_predictions, seed=seed, amp=amp, progress=progress)
+                      return_predictions=return_predictions, seed=seed, amp=amp, cost=cost,
+                      cost_rule=cost_rule, dominant=dominant, progress=progress)
     regions = select_regions(pool, budget_regions=budget_regions, budget_fraction=budget_fraction,
                              per_image=per_image, images=images)
     return regions, pool
