@@ -17,6 +17,12 @@ Rules (`COST_RULES`), applied per image to the regions' mean uncertainty u (labe
 For `corrected` the ratio favours the most confident regions: with entropy, u / (1 - p_max) grows as
 p_max -> 1 (e.g. two classes: 1.4 at p_max 0.5, 3.3 at 0.9, 7.9 at 0.999), so it picks regions
 that are cheap because nothing in them is worth labeling; `below_median` keeps the uncertainty order.
+Measured with `s4al simulate` on aerial-maps (unet_small, 400 then 200 warm-start steps per cycle, 2%
+per cycle, 8 px cells, 2 seeds), the two rules were within seed noise of each other at 6% labeled:
+clicks 4600 vs 4472 and 70.4 vs 71.5 mIoU, corrected 63.8 vs 63.4 mIoU (entropy alone: 7954 clicks,
+87.9; random: 3292 clicks, 70.0). `ratio`, CEREALS' form, is the default rule; cost-awareness itself
+is off by default (`none`): at a budget counted in pixels it saved clicks and corrected pixels by
+giving up the accuracy that entropy's regions buy, and never reached random's accuracy for less cost.
 
 Components and crossings are counted as worker/annotation_cost.py counts them on the ground truth
 (4-connected pieces of one class; the border is the region's pixels with an 8-neighbour outside it),
