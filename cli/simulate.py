@@ -23,6 +23,10 @@ def simulate(
     budget_per_image: Annotated[int | None, Opt(help="Regions per image per cycle (instead of --budget).")] =
         None,
     acquisition: Annotated[str, Opt(help="random | least_confidence | entropy | margin.")] = "entropy",
+    acquisition_cost: Annotated[str, Opt(help="Weigh uncertainty by the predicted annotation cost: none | "
+                                              "clicks | corrected (s4al and supervised arms).")] = "none",
+    acquisition_cost_rule: Annotated[str, Opt(help="How the predicted cost weighs: ratio | below_median.")] =
+        "ratio",
     class_balance: Annotated[bool, Opt(help="Rank regions with tail classes first.")] = False,
     mix: Annotated[str, Opt(help="classmix | balanced_classmix | cutmix | cowmix | cowout | none.")] =
         "classmix",
@@ -65,6 +69,7 @@ def simulate(
 
     cfg = SimulateConfig(dataset=str(dataset_dir), out=str(out), cycles=cycles, initial=initial,
                          budget=budget, budget_per_image=budget_per_image, acquisition=acquisition,
+                         acquisition_cost=acquisition_cost, acquisition_cost_rule=acquisition_cost_rule,
                          class_balance=class_balance, mix=mix, model=model, iterations=iterations, init=init,
                          iterations_after_first=iterations_after_first,
                          compare=[a.strip() for a in compare.split(",") if a.strip()],

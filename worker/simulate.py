@@ -39,6 +39,10 @@ class SimulateConfig:
     budget: float = 0.02
     budget_per_image: int | None = None  # regions per image per cycle instead of the global share
     acquisition: str = "entropy"
+    # Cost-aware acquisition of the arms that use `acquisition` (s4al, supervised; not random):
+    # none | clicks | corrected, weighed by ratio | below_median (worker/engine/predicted_cost.py).
+    acquisition_cost: str = "none"
+    acquisition_cost_rule: str = "ratio"
     class_balance: bool = False
     mix: str = "classmix"
     model: str = "unet_small"
@@ -108,11 +112,15 @@ class SimulateConfig:
         from worker.engine.cycle import AcquisitionConfig
 
         per_image = self.budget_per_image
-        return AcquisitionConfig(metric=metric or self.acquisition, region_kind=self.region_kind,
+        metric = metric or self.acquisition
+        # The random arm is the plain baseline: never cost-aware.
+        cost = "none" if metric == "random" else self.acquisition_cost
+        return AcquisitionConfig(metric=metric, region_kind=self.region_kind,
                                  region_size=self.region_size, per_image=per_image,
                                  budget_fraction=None if per_image else self.budget,
                                  class_balance=self.class_balance,
-                                 seed=(self.seed if seed is None else seed) + cycle)
+                                 seed=(self.seed if seed is None else seed) + cycle, cost=cost,
+                                 cost_rule=self.acquisition_cost_rule, dominant=self.annotation == "dominant")
 
     def train_config(self, mix: str, iterations: int | None = None, seed: int | None = None,
                      init: str | None = None):

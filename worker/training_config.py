@@ -17,7 +17,8 @@ from service.schemas.project import RegionSettings, TrainingSettings
 from service.settings import Settings
 
 # Schema fields that are not TrainConfig fields: they choose regions, not how to train.
-ACQUISITION_FIELDS = ("acquisition", "budget", "budget_per_image")
+ACQUISITION_FIELDS = ("acquisition", "acquisition_cost", "acquisition_cost_rule", "budget",
+                      "budget_per_image")
 
 
 class BadTrainingSettings(ValueError):
@@ -52,7 +53,8 @@ def resolve_configs(project: Project, settings: Settings):
     acquisition = AcquisitionConfig(metric=t.acquisition, region_kind=r.kind, region_size=r.size,
                                     budget_regions=t.budget,
                                     per_image=None if t.budget is not None else t.budget_per_image,
-                                    seed=t.seed)
+                                    seed=t.seed, cost=t.acquisition_cost,
+                                    cost_rule=t.acquisition_cost_rule)
     try:
         acquisition.validate()
     except ValueError as exc:

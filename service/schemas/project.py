@@ -109,6 +109,13 @@ class TrainingSettings(InputModel):
                               "self-attention Grad-CAM (uses image-level tags).")
     replay_size: int = Field(256, ge=0, le=100_000, description="Balanced ClassMix replay buffer; 0 = off.")
     acquisition: Literal["random", "least_confidence", "entropy", "margin"] = "entropy"
+    acquisition_cost: Literal["none", "clicks", "corrected"] = Field(
+        "none", description="Weigh each region's uncertainty by its annotation cost predicted from the "
+                            "model: clicks (the model's components and border crossings in it) or corrected "
+                            "(its expected wrong pre-label pixels); none: uncertainty only.")
+    acquisition_cost_rule: Literal["ratio", "below_median"] = Field(
+        "ratio", description="ratio: uncertainty x area / predicted cost; below_median: uncertainty, among "
+                             "each image's regions whose predicted cost is at most the median.")
     budget: int | None = Field(None, ge=1, le=INT32_MAX, description="Regions per cycle (global top-B); "
                                "overrides budget_per_image when set.")
     budget_per_image: int = Field(4, ge=1, le=10_000, description="Top regions per image per cycle.")

@@ -35,6 +35,9 @@ def _run(tmp_path, name: str, **kw):
     (["--iterations-after-first", "0"], "--iterations-after-first must be >= 1"),
     (["--full-iterations", "0"], "--full-iterations must be >= 1"),
     (["--budget-per-image", "0"], "per_image must be a positive integer"),
+    (["--acquisition-cost", "dollars"], "unknown acquisition cost 'dollars'"),
+    (["--acquisition-cost", "clicks", "--acquisition-cost-rule", "sum"],
+     "unknown acquisition cost rule 'sum'"),
 ])
 def test_bad_choices_fail_before_training(tmp_path, args, message):
     folder = make_folder(tmp_path / "ds", n_train=2, n_val=1)  # 32x32 images
@@ -96,6 +99,18 @@ def test_warm_start_fine_tunes_later_cycles_for_fewer_steps(tmp_path):
     result = _run(tmp_path, "o", cycles=3, compare=[], init="previous", iterations=3,
                   iterations_after_first=1)
     assert [r["iterations"] for r in result["runs"][0]["arms"]["s4al"]] == [3, 1, 1]
+
+
+def test_cost_aware_acquisition_weighs_the_s4al_arm_and_never_random(tmp_path):
+    cfg = SimulateConfig(dataset="unused", out="unused", acquisition_cost="corrected",
+                         acquisition_cost_rule="below_median", annotation="dominant",
+                         region_kind="superpixel")
+    s4al, random = cfg.acquisition_config(2), cfg.acquisition_config(2, metric="random")
+    assert (s4al.cost, s4al.cost_rule, s4al.dominant) == ("corrected", "below_median", True)
+    assert random.cost == "none"
+    result = _run(tmp_path, "o", cycles=2, compare=["random"], acquisition_cost="clicks")
+    for rows in result["runs"][0]["arms"].values():
+        assert rows[1]["added"]["pixels"] > 0
 
 
 def test_per_image_budget_labels_one_cell_per_image(tmp_path):

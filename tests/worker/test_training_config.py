@@ -8,6 +8,7 @@ from service.models import Project
 from service.schemas.project import TrainingSettings
 from service.settings import Settings
 from worker.engine.config import TrainConfig
+from worker.engine.cycle import AcquisitionConfig
 from worker.training_config import ACQUISITION_FIELDS, BadTrainingSettings, resolve_configs
 
 # A project starts from the pretrained CPU model; the engine's bare default stays the scratch model that
@@ -24,6 +25,18 @@ def test_every_training_field_is_a_train_config_field_with_the_same_default():
         assert name in config, f"{name} is not a TrainConfig field"
         if name not in PROJECT_ONLY_DEFAULTS:
             assert getattr(schema, name) == config[name].default, name
+
+
+def test_acquisition_fields_have_the_engine_defaults_and_reach_it():
+    engine, schema = AcquisitionConfig(), TrainingSettings()
+    assert (schema.acquisition, schema.acquisition_cost, schema.acquisition_cost_rule) == (
+        engine.metric, engine.cost, engine.cost_rule)
+    project = _project(acquisition_cost="clicks", acquisition_cost_rule="below_median")
+    _, acq, resolved = resolve_configs(project, Settings(_env_file=None))
+    assert (acq.cost, acq.cost_rule) == ("clicks", "below_median")
+    assert resolved["acquisition"]["cost"] == "clicks"
+    with pytest.raises(ValueError, match="acquisition_cost"):
+        TrainingSettings(acquisition_cost="dollars")
 
 
 def _project(**training) -> Project:

@@ -5,7 +5,9 @@ per-region numbers (softmax, uncertainty, masking of labeled pixels, pooling, cl
 model's device and only a few floats per region (plus, when asked, the uint8 argmax) come back to the
 host. Memory therefore grows with the number of regions, never with pixels times images.
 
-`acquire` scores and selects in one call; the selection rules live in worker/engine/selection.py.
+`acquire` scores and selects in one call. The per-pixel metrics live in worker/engine/uncertainty.py,
+the predicted annotation cost of cost-aware ranking in worker/engine/predicted_cost.py, the selection
+rules in worker/engine/selection.py.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from service.masks import IGNORE
+from worker.engine.predicted_cost import check_cost, cost_aware_scores, expected_errors, predicted_clicks
 from worker.engine.regions import (
     SelectedRegion,
     check_region_kind,
     grid_cell_counts,
+    grid_regions,
     grid_shape,
     region_boxes,
     region_sums,
@@ -29,102 +33,17 @@ from worker.engine.regions import (
     stack_label_maps,
 )
 from worker.engine.selection import ImageRegions, PoolScores, check_budget, select_regions
+from worker.engine.uncertainty import (
+    METRICS,
+    channel_argmax,
+    check_metric,
+    pixel_uncertainty,
+    uncertainty_from_logits,
+)
 
 __all__ = ["METRICS", "ImageRegions", "PoolScores", "SelectedRegion", "acquire", "channel_argmax",
            "check_metric", "class_balance_weights", "grid_scores", "grid_sums", "labeled_class_counts",
            "pixel_uncertainty", "score_pool", "select_regions", "uncertainty_from_logits"]
-
-METRICS = ("random", "least_confidence", "entropy", "margin")
-
-
-def check_metric(metric: str) -> None:
-    if metric not in METRICS:
-        raise ValueError(f"unknown acquisition metric {metric!r}; expected one of {', '.join(METRICS)}")
-
-
-def pixel_uncertainty(probs: torch.Tensor, metric: str,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """`probs` `[B,K,H,W]` (softmax over K) -> `[B,H,W]`; higher = more worth labeling.
-
-    entropy: -sum p ln p (0 ln 0 = 0); least_confidence: 1 - p1; margin: 1 - (p1 - p2) with p1 >= p2 the
-    two largest probabilities; random: uniform [0, 1) from `generator` (same device as `probs`).
-    """
-    check_metric(metric)
-    if probs.dim() != 4:
-        raise ValueError(f"probs must be [B,K,H,W], got shape {tuple(probs.shape)}")
-    if metric == "random":
-        b, _, h, w = probs.shape
-        return torch.rand((b, h, w), generator=generator, device=probs.device, dtype=torch.float32)
-    p = probs.float()
-    if metric == "entropy":
-        return -torch.xlogy(p, p).sum(1)
-    if metric == "least_confidence":
-        return 1.0 - p.amax(1)
-    if p.shape[1] < 2:  # margin with one class: p1 = 1, p2 = 0
-        return torch.zeros_like(p[:, 0])
-    # Two max-reductions instead of topk (several times faster on CPU); a tie for the top gives p2 = p1.
-    p1 = p.amax(1, keepdim=True)
-    top = p == p1
-    p2 = p.masked_fill(top, -1.0).amax(1, keepdim=True)
-    p2 = torch.where(top.sum(1, keepdim=True) > 1, p1, p2)
-    return (1.0 - (p1 - p2)).squeeze(1)
-
-
-def uncertainty_from_logits(logits: torch.Tensor, metric: str,
-                            buffers: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """`pixel_uncertainty(logits.softmax(1), metric)` for the model metrics, computed from the logits in
-    fewer passes (one exp, no log of K planes), and the per-pixel max logit (`[B,1,H,W]`, for
-    `channel_argmax`). `buffers`: a dict kept across batches to reuse the two K-plane work buffers
-    (on CPU, fresh multi-MB allocations each batch cost page faults comparable to the arithmetic).
-    With m the max logit, e_k = exp(l_k - m) and Z = sum e_k:
-    entropy = ln Z - sum e_k (l_k - m) / Z; least_confidence = 1 - 1/Z; margin = 1 - (1 - e_2) / Z.
-    """
-    check_metric(metric)
-    if metric == "random":
-        raise ValueError("random uncertainty does not come from logits")
-    # Convolutions on CPU hand back channels-last logits, on which these K-plane passes run ~2x slower
-    # than on one contiguous copy (measured on unet_small's output: the copy pays for itself).
-    lg = logits.float().contiguous()
-    peak = lg.amax(1, keepdim=True)
-    shifted = torch.sub(lg, peak, out=_buffer(buffers, "shifted", lg))
-    exp = torch.exp(shifted, out=_buffer(buffers, "exp", lg))
-    z = exp.sum(1)
-    if metric == "entropy":  # in place: no third K-plane buffer
-        return z.log() - shifted.mul_(exp).sum(1) / z, peak
-    if metric == "least_confidence":
-        return 1.0 - 1.0 / z, peak
-    if lg.shape[1] < 2:
-        return torch.zeros_like(z), peak
-    top = shifted == 0
-    second = shifted.masked_fill(top, float("-inf")).amax(1)
-    second = torch.where(top.sum(1) > 1, torch.zeros_like(second), second)  # a tie for the top
-    return 1.0 - (1.0 - second.exp()) / z, peak
-
-
-def _buffer(buffers: dict | None, name: str, like: torch.Tensor) -> torch.Tensor:
-    if buffers is None:
-        return torch.empty_like(like)
-    buf = buffers.get(name)
-    if buf is None or buf.shape != like.shape or buf.device != like.device or buf.dtype != like.dtype:
-        buf = buffers[name] = torch.empty_like(like)
-    return buf
-
-
-def channel_argmax(x: torch.Tensor, peak: torch.Tensor | None = None) -> torch.Tensor:
-    """`x.argmax(1)` as uint8 for `[B,K,H,W]` (K <= 255), first index on ties; `peak` = x.amax(1, keepdim).
-
-    On CPU, torch's argmax over the channel dimension of a contiguous tensor is slow (a strided
-    reduction); K compares of contiguous planes against the max, from the last class down, are several
-    times faster. On channels-last memory the channel is the contiguous dimension and argmax is fastest.
-    """
-    if x.is_cuda or x.shape[1] > 64 or (x.shape[1] > 1 and x.stride(1) == 1):
-        return x.argmax(1).to(torch.uint8)
-    peak = x.amax(1, keepdim=True) if peak is None else peak
-    index = torch.zeros((x.shape[0],) + x.shape[2:], dtype=torch.uint8, device=x.device)
-    for k in range(x.shape[1] - 1, -1, -1):  # the smallest tying class writes last
-        index.masked_fill_(x[:, k] == peak[:, 0], k)
-    return index
-
 
 def grid_sums(values: torch.Tensor, size: int) -> torch.Tensor:
     """Sum of `[B,H,W]` values over each `size` cell -> `[B, ceil(H/size), ceil(W/size)]` (zero-padded)."""
@@ -199,15 +118,18 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, amp: bool) -> torch.Tensor
 def _score_batch(model, images: list[np.ndarray], labels: list[np.ndarray | None], *, metric: str,
                  region_kind: str, region_size: int, weights: torch.Tensor | None, device: torch.device,
                  want_pred: bool, amp: bool, buffers: dict | None = None, maps: list | None = None,
-                 factor: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None, list, list]:
-    """One batch of equal-size images -> (device `[3, R]` rows uncertainty/unlabeled/balance, argmax, ...)."""
+                 factor: float = 1.0, cost: str = "none", dominant: bool = False,
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, list, list]:
+    """One batch of equal-size images -> (device `[4, R]` rows uncertainty/unlabeled/balance/predicted
+    cost (0 without a cost or a model), argmax, ...)."""
     b = len(images)
     h, w = images[0].shape[:2]
     lab = np.stack([np.full((h, w), IGNORE, np.uint8) if y is None else y for y in labels])
     unlabeled = torch.from_numpy(lab).to(device, non_blocking=True) == IGNORE
     unl = unlabeled.float()
-    pred = u = None
-    if model is not None and (metric != "random" or want_pred or weights is not None):
+    pred = u = errors = None
+    costed = model is not None and cost != "none"
+    if model is not None and (metric != "random" or want_pred or weights is not None or costed):
         x = torch.from_numpy(np.stack(images)).to(device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
         logits = forward_at(model, x, amp, factor)
@@ -215,10 +137,18 @@ def _score_batch(model, images: list[np.ndarray], labels: list[np.ndarray | None
         if metric != "random":
             u, peak = uncertainty_from_logits(logits, metric, buffers)
             u = u.mul_(unl)
-        if want_pred or weights is not None:
+        if cost == "corrected":
+            errors = expected_errors(logits, peak).mul_(unl)
+        if want_pred or weights is not None or cost == "clicks":
             pred = channel_argmax(logits, peak if logits.is_contiguous() else None)
     u = torch.zeros_like(unl) if u is None else u
-    planes = [u, unl] if weights is None or pred is None else [u, unl, weights[pred.long()] * unl]
+    # Summed per region: uncertainty, unlabeled pixels, then what is there of class weight and errors.
+    planes = [u, unl]
+    balanced = weights is not None and pred is not None
+    if balanced:
+        planes.append(weights[pred.long()] * unl)
+    if errors is not None:
+        planes.append(errors)
     counts = []
     if region_kind == "grid":
         maps = []
@@ -227,6 +157,7 @@ def _score_batch(model, images: list[np.ndarray], labels: list[np.ndarray | None
         stacked = stacked.reshape(b, p, -1).permute(1, 0, 2).reshape(p, -1)
         counts = [stacked.shape[1] // b] * b
         pixels = torch.from_numpy(grid_cell_counts(h, w, region_size).reshape(-1)).to(device).repeat(b)
+        ids = _grid_ids(b, h, w, region_size) if costed and cost == "clicks" else None
     else:
         maps = maps if maps is not None else [slic_regions(im, region_size) for im in images]
         ids, counts = stack_label_maps(maps)
@@ -234,18 +165,29 @@ def _score_batch(model, images: list[np.ndarray], labels: list[np.ndarray | None
         n = sum(counts)
         stacked = torch.stack([region_sums(v, ids_t, n) for v in planes])
         pixels = region_sums(torch.ones_like(unl), ids_t, n)
-    # Rows: mean uncertainty over all pixels, unlabeled count, balance factor over unlabeled pixels.
-    balance = stacked[2] / stacked[1].clamp(min=1) if len(planes) == 3 else torch.ones_like(stacked[1])
-    out = torch.stack([stacked[0] / pixels, stacked[1], balance])
+    # Rows: mean uncertainty over all pixels, unlabeled count, balance factor over unlabeled pixels,
+    # predicted cost.
+    balance = stacked[2] / stacked[1].clamp(min=1) if balanced else torch.ones_like(stacked[1])
+    predicted = stacked[-1] if errors is not None else torch.zeros_like(stacked[1])
+    if costed and cost == "clicks":
+        clicks = predicted_clicks(pred.cpu().numpy(), ids, stacked.shape[1], dominant=dominant)
+        predicted = torch.from_numpy(clicks).to(device, stacked.dtype)
+    out = torch.stack([stacked[0] / pixels, stacked[1], balance, predicted])
     return out, (pred if want_pred else None), maps, counts
+
+
+def _grid_ids(b: int, h: int, w: int, size: int) -> np.ndarray:
+    """Grid cell ids of a batch `[B,H,W]`, each image's offset by the cells before it (row-major)."""
+    cells = grid_regions(h, w, size)
+    return cells[None] + (np.arange(b) * (int(cells.max()) + 1))[:, None, None]
 
 
 def score_pool(model: torch.nn.Module | None, images: Iterable[np.ndarray], *,
                labels: Iterable[np.ndarray | None] | None = None, metric: str = "entropy",
                region_kind: str = "grid", region_size: int = 32, class_weights: np.ndarray | None = None,
                batch_size: int = 8, device: str | torch.device = "cpu", return_predictions: bool = False,
-               seed: int = 0, amp: bool = False,
-               progress: Callable[[int, int], None] | None = None) -> PoolScores:
+               seed: int = 0, amp: bool = False, cost: str = "none", cost_rule: str = "ratio",
+               dominant: bool = False, progress: Callable[[int, int], None] | None = None) -> PoolScores:
     """Score every region of every pool image with `model` (the teacher) in eval + inference mode.
 
     `images`: HxWx3 uint8 arrays (any iterable; sizes may differ: consecutive equal-size images are
@@ -255,9 +197,12 @@ def score_pool(model: torch.nn.Module | None, images: Iterable[np.ndarray], *,
     `model=None` is allowed for `metric="random"` (cold start): no forward pass, no predictions.
     Random scores are drawn per region (uniform, `seed`) and multiplied by the region's unlabeled
     share: averaging per-pixel noise would favour small edge cells, whose means vary more.
+    `cost` (`clicks` | `corrected`; needs a model) weighs each region's score by its predicted annotation
+    cost with `cost_rule` (worker/engine/predicted_cost.py); `dominant`: a region costs one click.
     """
     check_metric(metric)
     check_region_kind(region_kind, region_size)
+    check_cost(cost, cost_rule)
     if model is None and metric != "random":
         raise ValueError(f"metric {metric!r} needs a model")
     device = torch.device(device)
@@ -265,6 +210,7 @@ def score_pool(model: torch.nn.Module | None, images: Iterable[np.ndarray], *,
     weights = None if class_weights is None else torch.as_tensor(
         np.asarray(class_weights), dtype=torch.float32, device=device)
     rng = torch.Generator().manual_seed(seed)
+    costed = model is not None and cost != "none"  # a model-less cold start has nothing to predict from
     regions: list[ImageRegions] = []
     predictions: list[np.ndarray] | None = [] if return_predictions else None
     buffers: dict = {}  # work buffers reused across batches
@@ -279,17 +225,18 @@ def score_pool(model: torch.nn.Module | None, images: Iterable[np.ndarray], *,
         pred = None if pred is None else pred.cpu().numpy()
         # Per-image arrays are views into the batch's rows: no copies, same memory as copies would take.
         unc_all, unl_all, bal_all = out[0], out[1].astype(np.int32), out[2]
-        score_all = unc_all * bal_all
         offset = 0
         for i, ((h, w), n) in enumerate(zip(sizes, counts, strict=True)):
             cut = slice(offset, offset + n)
             offset += n
-            unc, score, unl = unc_all[cut], score_all[cut], unl_all[cut]
+            unc, unl = unc_all[cut], unl_all[cut]
+            pixels = _pixels(maps, i, h, w, region_kind, region_size)
             if metric == "random":
-                unc = (torch.rand(n, generator=rng).numpy() * unl / _pixels(maps, i, h, w, region_kind,
-                                                                          region_size)).astype(np.float32)
-                score = unc * bal_all[cut]
-            regions.append(ImageRegions(h, w, score, unc, unl, region_boxes(maps[i], n) if maps else None))
+                unc = (torch.rand(n, generator=rng).numpy() * unl / pixels).astype(np.float32)
+            score = cost_aware_scores(unc, bal_all[cut], pixels, unl, out[3][cut] if costed else None,
+                                      cost_rule)
+            regions.append(ImageRegions(h, w, score, unc, unl, region_boxes(maps[i], n) if maps else None,
+                                        out[3][cut] if costed else None))
             if predictions is not None:
                 predictions.append(pred[i] if pred is not None else np.full((h, w), IGNORE, np.uint8))
         if progress is not None:
@@ -299,7 +246,7 @@ def score_pool(model: torch.nn.Module | None, images: Iterable[np.ndarray], *,
         out, pred, maps, counts = _score_batch(
             model, batch_images, batch_labels, metric=metric, region_kind=region_kind,
             region_size=region_size, weights=weights, device=device, want_pred=return_predictions, amp=amp,
-            buffers=buffers)
+            buffers=buffers, cost=cost, dominant=dominant)
         finish()
         pending.append((out, pred, maps, counts, [im.shape[:2] for im in batch_images]))
 
@@ -334,6 +281,7 @@ def acquire(model: torch.nn.Module | None, images: Sequence[np.ndarray], labels:
             budget_regions: int | None = None, budget_fraction: float | None = None,
             per_image: int | None = None, class_balance: bool = False, seed: int = 0, batch_size: int = 8,
             device: str | torch.device = "cpu", return_predictions: bool = True, amp: bool = False,
+            cost: str = "none", cost_rule: str = "ratio", dominant: bool = False,
             progress: Callable[[int, int], None] | None = None,
             ) -> tuple[list[SelectedRegion], PoolScores]:
     """Score the pool and select the budget: what a cycle needs after training, in one call.
@@ -345,12 +293,14 @@ def acquire(model: torch.nn.Module | None, images: Sequence[np.ndarray], labels:
     check_metric(metric)
     check_region_kind(region_kind, region_size)
     check_budget(budget_regions, budget_fraction, per_image)
+    check_cost(cost, cost_rule)
     weights = None
     if class_balance and model is not None:
         weights = class_balance_weights(labeled_class_counts(labels, num_classes))
     pool = score_pool(model, images, labels=labels, metric=metric, region_kind=region_kind,
                       region_size=region_size, class_weights=weights, batch_size=batch_size, device=device,
-                      return_predictions=return_predictions, seed=seed, amp=amp, progress=progress)
+                      return_predictions=return_predictions, seed=seed, amp=amp, cost=cost,
+                      cost_rule=cost_rule, dominant=dominant, progress=progress)
     regions = select_regions(pool, budget_regions=budget_regions, budget_fraction=budget_fraction,
                              per_image=per_image, images=images)
     return regions, pool

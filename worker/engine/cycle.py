@@ -20,6 +20,7 @@ from worker.engine.errors import Cancelled
 from worker.engine.loader import default_loader_workers
 from worker.engine.metrics import iou_list, miou
 from worker.engine.pool import ArrayPool, FilePool, LabelStats, Pool, Sample, check_pool
+from worker.engine.predicted_cost import check_cost
 from worker.engine.pseudoseg_report import check_tags, classifier_uncertainty, module_state
 from worker.engine.regions import SelectedRegion, check_region_kind
 from worker.engine.selection import check_budget
@@ -93,11 +94,17 @@ class AcquisitionConfig:
     per_image: int | None = None
     class_balance: bool = False
     seed: int = 0
+    # Cost-aware ranking (worker/engine/predicted_cost.py): none | clicks | corrected, and how the
+    # predicted cost weighs the uncertainty: ratio | below_median.
+    cost: str = "none"
+    cost_rule: str = "ratio"
+    dominant: bool = False  # regions are labeled with their majority class: each costs one click
 
     def validate(self) -> None:
         check_metric(self.metric)
         check_region_kind(self.region_kind, self.region_size)
         check_budget(self.budget_regions, self.budget_fraction, self.per_image)
+        check_cost(self.cost, self.cost_rule)
 
 
 @dataclass
@@ -169,7 +176,8 @@ def run_cycle(config: TrainConfig, data: CycleData, acquisition: AcquisitionConf
     start = time.perf_counter()
     weights = class_balance_weights(stats.class_counts) if acquisition.class_balance else None
     regions = score_and_select(result.teacher, data.train, metric=acquisition.metric, class_weights=weights,
-                               device=device, amp=amp, **acq)
+                               device=device, amp=amp, cost=acquisition.cost, cost_rule=acquisition.cost_rule,
+                               dominant=acquisition.dominant, **acq)
     metrics.update(train_seconds=result.seconds, score_seconds=time.perf_counter() - start,
                    data_wait_seconds=round(result.data_wait_seconds, 3),
                    iterations=result.iterations, losses=result.losses, device=result.device)

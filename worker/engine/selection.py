@@ -23,10 +23,13 @@ class ImageRegions:
 
     height: int
     width: int
-    scores: np.ndarray  # float32 ranking score: mean uncertainty (labeled = 0) x class-balance factor
+    # float32 ranking score: mean uncertainty (labeled = 0) x class-balance factor, weighed by the
+    # predicted cost when acquisition is cost-aware (worker/engine/predicted_cost.py)
+    scores: np.ndarray
     uncertainty: np.ndarray  # float32 mean uncertainty, labeled pixels count as 0
     unlabeled: np.ndarray  # int32 unlabeled pixels in the region; 0 = fully labeled, never selected
     boxes: np.ndarray | None = None  # int32 [n, 4] (x, y, w, h) for superpixels; None for grid
+    predicted_cost: np.ndarray | None = None  # float32 predicted clicks or corrected pixels; None: not costed
 
 
 @dataclass

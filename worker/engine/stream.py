@@ -25,6 +25,7 @@ from worker.engine.acquisition import _score_batch, forward_at
 from worker.engine.loader import base_factor, usable_workers
 from worker.engine.metrics import ConfusionMeter
 from worker.engine.pool import IGNORE, Pool
+from worker.engine.predicted_cost import check_cost, cost_aware_scores
 from worker.engine.regions import (
     SelectedRegion,
     grid_box,
@@ -164,9 +165,14 @@ def score_and_select(model: torch.nn.Module | None, pool: Pool, *, metric: str, 
                      region_size: int, budget_regions: int | None, budget_fraction: float | None,
                      per_image: int | None, total_pixels: int, class_weights: np.ndarray | None = None,
                      seed: int = 0, device: torch.device, amp: bool = False, base_size: int | None = None,
-                     batch_size: int = 8, max_pixels: int = 1 << 23, workers: int = 0,
+                     batch_size: int = 8, max_pixels: int = 1 << 23, workers: int = 0, cost: str = "none",
+                     cost_rule: str = "ratio", dominant: bool = False,
                      progress: Callable[[int, int], None] | None = None) -> list[SelectedRegion]:
-    """Selected regions, best first, each with its `prelabel` (None without a model)."""
+    """Selected regions, best first, each with its `prelabel` (None without a model). `cost`,
+    `cost_rule`, `dominant`: cost-aware ranking as in `acquisition.score_pool` (a model-less cold
+    start is not costed)."""
+    check_cost(cost, cost_rule)
+    costed = model is not None and cost != "none"
     selector = Selector(budget_regions=budget_regions, budget_fraction=budget_fraction, per_image=per_image,
                         total_pixels=total_pixels)
     weights = None if class_weights is None or model is None else torch.as_tensor(
@@ -187,7 +193,8 @@ def score_and_select(model: torch.nn.Module | None, pool: Pool, *, metric: str, 
                 out, pred, _, counts = _score_batch(
                     model, images, labels, metric=metric, region_kind=region_kind, region_size=region_size,
                     weights=weights, device=device, want_pred=model is not None, amp=amp, buffers=buffers,
-                    maps=maps if superpixels else None, factor=base_factor(h, w, base_size))
+                    maps=maps if superpixels else None, factor=base_factor(h, w, base_size), cost=cost,
+                    dominant=dominant)
                 out = out.cpu().numpy()
                 pred = None if pred is None else pred.cpu().numpy()
                 offset = 0
@@ -195,11 +202,13 @@ def score_and_select(model: torch.nn.Module | None, pool: Pool, *, metric: str, 
                     cut = slice(offset, offset + n)
                     offset += n
                     unc, unl, bal = out[0][cut], out[1][cut].astype(np.int32), out[2][cut]
+                    pixels = grid_cell_counts(h, w, region_size).reshape(-1) if maps[b] is None \
+                        else np.bincount(maps[b].reshape(-1))
                     if metric == "random":  # per-region draws, as `score_pool` makes them
-                        pixels = grid_cell_counts(h, w, region_size).reshape(-1) if maps[b] is None \
-                            else np.bincount(maps[b].reshape(-1))
                         unc = (torch.rand(n, generator=rng).numpy() * unl / pixels).astype(np.float32)
-                    selector.offer(i, unc * bal, unl, _region_maker(i, h, w, region_size, maps[b],
+                    predicted = out[3][cut] if costed else None
+                    score = cost_aware_scores(unc, bal, pixels, unl, predicted, cost_rule)
+                    selector.offer(i, score, unl, _region_maker(i, h, w, region_size, maps[b],
                                                                     None if pred is None else pred[b], n))
                 done += len(batch)
                 if progress is not None:

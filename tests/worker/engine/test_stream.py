@@ -44,6 +44,30 @@ def test_streaming_selects_what_scoring_the_whole_pool_selects(budget, kind, met
         assert (r.prelabel == pred).all()
 
 
+@pytest.mark.parametrize("cost, rule", [("clicks", "ratio"), ("corrected", "ratio"),
+                                        ("clicks", "below_median"), ("corrected", "below_median")])
+@pytest.mark.parametrize("kind", ["grid", "superpixel"])
+def test_cost_aware_streaming_selects_what_scoring_the_whole_pool_selects(kind, cost, rule):
+    images, labels = _pool()
+    rng = np.random.default_rng(1)
+    # Blocks of colour, 3 px across the 4 px cells (SLIC finds several superpixels in them; in pure
+    # noise it finds one per image, and a block per cell would cost every cell one click).
+    images = [np.kron(rng.integers(0, 256, (8, 8, 3)), np.ones((3, 3, 1)))[:im.shape[0], :im.shape[1]]
+              .astype(np.uint8) for im in images]
+    model = ProbsFromPixels()
+    common = dict(region_kind=kind, region_size=4, batch_size=3, budget_fraction=0.2, cost=cost,
+                  cost_rule=rule)
+    want, pool = acquire(model, images, labels, num_classes=3, **common)
+    got = score_and_select(model, ArrayPool(images, labels), metric="entropy", budget_regions=None,
+                           per_image=None, total_pixels=sum(lab.size for lab in labels),
+                           device=torch.device("cpu"), **common)
+    assert [(r.image_index, r.x, r.y, r.superpixel_id) for r in got] == \
+        [(r.image_index, r.x, r.y, r.superpixel_id) for r in want]
+    assert [r.score for r in got] == pytest.approx([r.score for r in want])
+    _, plain = acquire(model, images, labels, num_classes=3, **{**common, "cost": "none"})
+    assert any(not np.allclose(a.scores, b.scores) for a, b in zip(pool.images, plain.images, strict=True))
+
+
 class Tracked(np.ndarray):
     pass
 
