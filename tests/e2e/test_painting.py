@@ -470,8 +470,12 @@ def test_a_grid_region_never_waits_for_its_superpixel_map(live_url, settings, pa
     """A grid region's map is asked for only once a superpixel tool is on, and in the background: while
     the service has not answered, the region is shown and paintable and Enter shows the next one; the
     superpixel brush works once the map came."""
-    held, gate = [], {"open": False}
-    page.route("**/api/regions/*/superpixels*", lambda route: route.continue_() if gate["open"] else held.append(route))
+    held, gate = [], {"open": False}  # the map requests, held until the gate opens
+
+    def hold(route):
+        return route.continue_() if gate["open"] else held.append(route)
+
+    page.route("**/api/regions/*/superpixels*", hold)
     seeded, token = open_page(live_url, settings, page, boxes=((32, 32), (64, 32), (32, 64)))
     expect(page.locator("#region-info")).to_contain_text("at (32, 32)")
     expect(page.locator("#counter")).to_contain_text("queue 1")  # the next region is prefetched
