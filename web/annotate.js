@@ -119,6 +119,12 @@ function loadSuperpixels(item) {
   });
 }
 
+/** A superpixel tool was turned on: the maps of the region on screen and of the prefetched one. */
+function needSuperpixels() {
+  loadSuperpixels(state.current);
+  state.nextPromise?.then(loadSuperpixels);
+}
+
 async function loadPrelabel(lease, w, h) {
   const empty = () => new Uint8Array(w * h).fill(UNLABELED);
   if (!lease.prelabel_url) return empty();
@@ -405,7 +411,7 @@ async function main() {
   editor = new LabelEditor($("viewport"), {
     onChange: () => { dominant?.refresh(); refreshControls(editor); tools?.refresh(); } });
   dominant = new DominantMode(editor);
-  tools = installTools(editor, { message, needSuperpixels: () => loadSuperpixels(state.current) });
+  tools = installTools(editor, { message, needSuperpixels });
   navigator = new Navigator(editor, $("viewport"), $("minimap"));
   finder = new ClassFinder($("class-finder-host"), state.project.classes, (c) => editor.setClass(c.id));
   buildPalette(state.project.classes, editor);
