@@ -2,7 +2,7 @@
 
 A street-like 2048x1024 image (sky, buildings, trees, sidewalk, road, cars; a little noise, so that
 superpixels have edges to follow) with the 19 Cityscapes classes, 128x128 grid regions and pre-labels
-that are slightly off. Each viewport gets a fresh page, submits two regions (so "Recent" lists them)
+that are slightly off. Each viewport gets a fresh page, submits five regions (so "Recent" is full)
 and is shot as the annotator sees it (the viewport, not the full page): 1440x900 and 1280x720 laptops
 (also with the superpixel brush on, and with the help open), a tablet in both orientations (touch), and
 a phone (its notice). Prints, for each shot, whether Submit and Skip are in view and whether the page
@@ -30,6 +30,7 @@ from service.settings import Settings
 from service.storage import image_key, prelabel_key, storage_for
 
 W, H, SIDE = 2048, 1024, 128
+RECENT_LIMIT = 5  # as web/recent.js
 NAMES = ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
          "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
          "motorcycle", "bicycle"]
@@ -116,7 +117,7 @@ def seed(settings: Settings, n: int) -> tuple[int, str]:
         s.add(image)
         s.flush()
         for rank in range(n):  # along the cars' row, where the classes meet
-            x0, y0 = 128 + (rank * SIDE) % (W - 2 * SIDE), 640 if rank % 2 == 0 else 512
+            x0, y0 = SIDE * (1 + rank // 4), (640, 512, 768, 384)[rank % 4]
             pre = prelabel_key(project.id, cycle.id, rank)
             storage.write_bytes(pre, encode_mask_png(np.ascontiguousarray(guess[y0:y0 + SIDE, x0:x0 + SIDE])))
             s.add(Region(project_id=project.id, image_id=image.id, cycle_id=cycle.id, x=x0, y=y0, w=SIDE,
@@ -137,11 +138,13 @@ def shoot(browser, base: str, project_id: int, token: str, out: Path, viewport) 
         expect(page.locator("#small-screen")).to_be_visible()
     else:
         expect(page.locator("#region-info div").first).to_be_visible(timeout=30_000)
-        for _ in range(2):  # two submissions: "Recent" lists them
-            before = page.locator("#region-info").inner_text()
+        for _ in range(RECENT_LIMIT):  # "Recent" is full (the annotator's, over every viewport)
+            where = page.locator("#region-info div").nth(1)  # "Region 128×128 at (x, y)"
+            before = where.text_content()
             page.keyboard.press("Enter")
-            expect(page.locator("#region-info")).not_to_have_text(before, timeout=30_000)
-        expect(page.locator("#recent button")).to_have_count(2, timeout=10_000)
+            expect(where).not_to_have_text(before, timeout=30_000)
+        expect(page.locator("#save-state")).to_have_attribute("data-waiting", "0", timeout=30_000)
+        expect(page.locator("#recent button")).to_have_count(RECENT_LIMIT, timeout=10_000)
         page.wait_for_timeout(500)  # the minimap's image
     page.screenshot(path=str(out / f"annotate-{name}.png"))
     result[name] = page.evaluate(CHECK)
@@ -172,7 +175,7 @@ def main() -> None:
         url = f"sqlite:///{tmp}/screens.db"
         Base.metadata.create_all(engine_for(url))
         settings = Settings(data_dir=Path(tmp), database_url=url, import_root=Path(tmp), _env_file=None)
-        project_id, token = seed(settings, 30)
+        project_id, token = seed(settings, 10 * len(VIEWPORTS))
         server, thread, base = serve(create_app(settings))
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium",

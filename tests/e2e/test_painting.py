@@ -103,10 +103,18 @@ def test_layout_keeps_submit_in_view(live_url, settings, page, size):
     assert page.evaluate("document.scrollingElement.scrollHeight") <= h  # the page itself never scrolls
     canvas = page.locator(".layer-cursor").bounding_box()
     viewport = page.locator("#viewport").bounding_box()
-    assert viewport["width"] >= (w - 300 if w > 900 else w - 10)  # the canvas gets the width
+    if w > 900:  # a laptop: the square crop as tall as the window allows; the sidebar takes what it leaves
+        assert canvas["height"] >= viewport["height"] - 20
+    else:  # a tablet in portrait: the canvas gets the full width
+        assert viewport["width"] >= w - 10
     assert canvas["width"] > 0.8 * min(viewport["width"], viewport["height"])
+    if w / h >= 1.5:  # a wide laptop screen: every tool in view, nothing in the sidebar to scroll to
+        assert page.locator("#tools .tools-scroll").evaluate("e => e.scrollHeight <= e.clientHeight")
     page.wait_for_timeout(300)  # the minimap's image
     screenshot(page, f"annotator-{w}x{h}")
+    page.keyboard.press("?")
+    panel = page.locator("#help .panel").bounding_box()
+    assert panel["y"] >= 0 and panel["y"] + panel["height"] <= h  # the help scrolls inside, never off the top
     assert page.errors == []
 
 
