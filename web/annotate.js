@@ -391,6 +391,7 @@ async function main() {
   const ref = decodeURIComponent(location.pathname.replace(/\/+$/, "").split("/").pop());
   if (isPhoneScreen()) { // say so, and lease nothing, until the screen is large enough
     $("loading").hidden = true;
+    $("project-name").textContent = ""; // no project is opened here: no "…" that never resolves
     await waitForRoom($("small-screen"), ref);
     $("loading").hidden = false;
   }
