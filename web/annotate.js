@@ -3,7 +3,8 @@
 // not offline, not on a reload, not on a 401. Leases belong to this page instance (a tab): the server
 // holds at most two per page, the region on screen and the prefetched one; a region still in the
 // outbox keeps its lease until it arrives. A recent submission can be reopened (web/recent.js): the
-// leased region on screen waits aside until the reopened one is sent again or left.
+// leased region on screen waits aside until the reopened one is sent again or left. A grid region comes
+// without its superpixel map, which is fetched in the background once a tool uses it (loadSuperpixels).
 
 import { api, apiFetch, ApiError, clear, el, fetchBitmap, getToken, requireToken } from "./common.js";
 import { bindControls, buildPalette, refreshControls } from "./controls.js";
@@ -16,7 +17,7 @@ import { Navigator } from "./navigation.js";
 import { isBackKey, loadRevision, RecentList } from "./recent.js";
 import { isPhoneScreen, waitForRoom } from "./small_screen.js";
 import { installTools } from "./tools/index.js";
-import { fetchSuperpixels, regionShape } from "./tools/superpixels.js";
+import { fetchSuperpixels, mapNeededToShow, regionShape, SUPERPIXELS_LOADING } from "./tools/superpixels.js";
 import { askForToken } from "./token_dialog.js";
 
 const $ = (id) => document.getElementById(id);
@@ -30,7 +31,7 @@ const MAX_LIVE_LEASES = 2; // per page, as the server (service/queue.py)
 const state = {
   project: null,
   page: null, // this tab's id: kept over a reload (sessionStorage), new in another tab
-  current: null, // {lease, bitmap, labels, expiresAt, activeSeconds, revision?}
+  current: null, // {lease, bitmap, labels, superpixels, expiresAt, activeSeconds, revision?}
   aside: null, // the leased region put aside while a recent submission is reopened
   nextPromise: null, // Promise<item|null> of the prefetched region
   done: 0,
@@ -98,8 +99,30 @@ async function fetchItem(holding) {
   const { w, h } = lease.region;
   const [bitmap, labels, superpixels] = await Promise.all([
     fetchBitmap(lease.crop.url), loadPrelabel(lease, w, h),
-    fetchSuperpixels(lease).catch((err) => ({ problem: `superpixels failed to load (${describe(err)})` }))]);
+    mapNeededToShow(lease.region) ? fetchMap(lease) : null]);
   return { lease, bitmap, labels, superpixels, expiresAt: Date.now() + lease.ttl_seconds * 1000, activeSeconds: 0 };
+}
+
+function fetchMap(lease) {
+  return fetchSuperpixels(lease).catch((err) => ({ problem: `superpixels failed to load (${describe(err)})` }));
+}
+
+/** A grid region's superpixel map, fetched in the background; the editor gets it if the region is still
+ * on screen when it comes. Asked for once per region (a failure stays said, not retried in a loop). */
+function loadSuperpixels(item) {
+  if (!item || item.superpixels) return;
+  item.superpixels = SUPERPIXELS_LOADING;
+  if (item === state.current) editor.setSuperpixels(item.superpixels);
+  fetchMap(item.lease).then((sp) => {
+    item.superpixels = sp;
+    if (item === state.current) editor.setSuperpixels(sp);
+  });
+}
+
+/** A superpixel tool was turned on: the maps of the region on screen and of the prefetched one. */
+function needSuperpixels() {
+  loadSuperpixels(state.current);
+  state.nextPromise?.then(loadSuperpixels);
 }
 
 async function loadPrelabel(lease, w, h) {
@@ -123,6 +146,9 @@ function prefetch() {
     return null;
   });
   state.nextPromise.then(updateCounter); // the queue figure excludes the region just prefetched
+  // With a superpixel tool on, the next region's map is fetched too, after the region: it is then ready
+  // with it, or soon after, and the region never waits for it.
+  state.nextPromise.then((item) => { if (tools.usesSuperpixels()) loadSuperpixels(item); });
 }
 
 // ---------- showing ----------
@@ -276,7 +302,7 @@ function openSkip() {
 async function reopen(entry) {
   let item;
   try {
-    item = await loadRevision(entry, { fetchBitmap, fetchSuperpixels });
+    item = await loadRevision(entry, { fetchBitmap, fetchSuperpixels: fetchMap });
   } catch (err) {
     message(`Could not reopen region (${entry.region.x}, ${entry.region.y}): ${describe(err)}`, "error");
     return;
@@ -365,6 +391,7 @@ async function main() {
   const ref = decodeURIComponent(location.pathname.replace(/\/+$/, "").split("/").pop());
   if (isPhoneScreen()) { // say so, and lease nothing, until the screen is large enough
     $("loading").hidden = true;
+    $("project-name").textContent = ""; // no project is opened here: no "…" that never resolves
     await waitForRoom($("small-screen"), ref);
     $("loading").hidden = false;
   }
@@ -385,7 +412,7 @@ async function main() {
   editor = new LabelEditor($("viewport"), {
     onChange: () => { dominant?.refresh(); refreshControls(editor); tools?.refresh(); } });
   dominant = new DominantMode(editor);
-  tools = installTools(editor, { message });
+  tools = installTools(editor, { message, needSuperpixels });
   navigator = new Navigator(editor, $("viewport"), $("minimap"));
   finder = new ClassFinder($("class-finder-host"), state.project.classes, (c) => editor.setClass(c.id));
   buildPalette(state.project.classes, editor);

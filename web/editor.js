@@ -89,6 +89,14 @@ export class LabelEditor {
     this.onChange();
   }
 
+  /** The region's superpixel map, when it comes after the region (a grid region's, fetched in the
+   * background); it changes no label, only what the superpixel tools can do. */
+  setSuperpixels(superpixels) {
+    this.superpixels = superpixels;
+    for (const p of Object.values(this.plugins)) p.superpixelsChanged?.();
+    this.onChange();
+  }
+
   // ---- view ----
   fit() {
     if (!this.crop) return;

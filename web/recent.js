@@ -7,6 +7,7 @@
 import { apiFetch, clear, el } from "./common.js";
 import { decodeGray8 } from "./png.js";
 import { UNLABELED } from "./editor.js";
+import { mapNeededToShow } from "./tools/superpixels.js";
 
 export const RECENT_LIMIT = 5;
 
@@ -20,13 +21,14 @@ function ago(iso) {
   return s < 60 ? `${s}s ago` : s < 3600 ? `${Math.floor(s / 60)} min ago` : `${Math.floor(s / 3600)} h ago`;
 }
 
-/** The submitted mask of a recent submission as an item the page can show (as a leased region's). */
+/** The submitted mask of a recent submission as an item the page can show (as a leased region's); a grid
+ * region's superpixel map is left to the page to fetch when a tool uses it, as for a leased one. */
 export async function loadRevision(entry, { fetchBitmap, fetchSuperpixels }) {
   const { w, h } = entry.region;
   const [bitmap, mask, superpixels] = await Promise.all([
     fetchBitmap(entry.crop.url),
     apiFetch(entry.mask_url).then(async (res) => decodeGray8(await res.arrayBuffer())),
-    fetchSuperpixels({ region: entry.region, crop: entry.crop }).catch(() => ({ problem: "superpixels failed to load" }))]);
+    mapNeededToShow(entry.region) ? fetchSuperpixels({ region: entry.region, crop: entry.crop }) : null]);
   const labels = mask.width === w && mask.height === h ? mask.data : new Uint8Array(w * h).fill(UNLABELED);
   const lease = { lease_id: null, region: entry.region, image: entry.image, crop: entry.crop,
                   prelabel_url: entry.prelabel_url, ttl_seconds: 0 };

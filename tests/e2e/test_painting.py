@@ -1,7 +1,8 @@
 """The painting tools in a real Chromium against the running service: the class keys (the same rule on
 the annotate and tagging pages), polygon fill, magic wand, superpixel brush and regions, pan and pinch,
 hiding the pre-label, Alt+click picking, the brush cursor kept to the region's shape, superpixel tools on
-a grid project, the layout at laptop and tablet sizes, and the phone's notice instead of a canvas."""
+a grid project (their map fetched in the background, never delaying a region), the layout at laptop and
+tablet sizes, and the phone's notice instead of a canvas."""
 
 import io
 from collections import deque
@@ -15,7 +16,7 @@ from service.db import session_factory
 from service.models import Image, Lease, Project
 from service.storage import storage_for
 from tests.e2e.conftest import enter_token, screenshot
-from tests.e2e.test_annotator import Region, brush, stored_mask, wait_annotations
+from tests.e2e.test_annotator import Region, brush, paint_row, stored_mask, wait_annotations
 from tests.service.queue_helpers import CLASSES, prelabel_array, seed_queue, token_row
 from tests.service.superpixel_helpers import make_superpixel_region, slanted_ids, write_superpixels
 
@@ -102,10 +103,18 @@ def test_layout_keeps_submit_in_view(live_url, settings, page, size):
     assert page.evaluate("document.scrollingElement.scrollHeight") <= h  # the page itself never scrolls
     canvas = page.locator(".layer-cursor").bounding_box()
     viewport = page.locator("#viewport").bounding_box()
-    assert viewport["width"] >= (w - 300 if w > 900 else w - 10)  # the canvas gets the width
+    if w > 900:  # a laptop: the square crop as tall as the window allows; the sidebar takes what it leaves
+        assert canvas["height"] >= viewport["height"] - 20
+    else:  # a tablet in portrait: the canvas gets the full width
+        assert viewport["width"] >= w - 10
     assert canvas["width"] > 0.8 * min(viewport["width"], viewport["height"])
+    if w / h >= 1.5:  # a wide laptop screen: every tool in view, nothing in the sidebar to scroll to
+        assert page.locator("#tools .tools-scroll").evaluate("e => e.scrollHeight <= e.clientHeight")
     page.wait_for_timeout(300)  # the minimap's image
     screenshot(page, f"annotator-{w}x{h}")
+    page.keyboard.press("?")
+    panel = page.locator("#help .panel").bounding_box()
+    assert panel["y"] >= 0 and panel["y"] + panel["height"] <= h  # the help scrolls inside, never off the top
     assert page.errors == []
 
 
@@ -461,4 +470,55 @@ def test_superpixel_tools_on_a_grid_project(live_url, settings, page):
     expected[np.isin(own, [own[4, 4], own[26, 20]])] = 2
     got = stored_mask(settings, wait_annotations(settings, 1)[0])
     assert np.array_equal(got, expected), np.argwhere(got != expected)[:10]
+    assert page.errors == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_grid_region_never_waits_for_its_superpixel_map(live_url, settings, page):
+    """A grid region's map is asked for only once a superpixel tool is on, and in the background: while
+    the service has not answered, the region is shown and paintable and Enter shows the next one; the
+    superpixel brush works once the map came."""
+    held, gate = [], {"open": False}  # the map requests, held until the gate opens
+
+    def hold(route):
+        return route.continue_() if gate["open"] else held.append(route)
+
+    page.route("**/api/regions/*/superpixels*", hold)
+    seeded, token = open_page(live_url, settings, page, boxes=((32, 32), (64, 32), (32, 64)))
+    expect(page.locator("#region-info")).to_contain_text("at (32, 32)")
+    expect(page.locator("#counter")).to_contain_text("queue 1")  # the next region is prefetched
+    assert held == []  # no tool uses superpixels yet: no map asked for
+    page.keyboard.press("x")
+    expect(page.locator("#superpixel-state")).to_have_text("Superpixels: still loading.")
+    region = Region(page, crop=(0, 0, 96, 96), box=(32, 32))
+    region.click(4, 4)
+    expect(page.locator("#message")).to_contain_text("still loading")
+    expect(page.locator("#undo")).to_be_disabled()  # the brush waits for the map; the region does not
+    page.keyboard.press("2")  # road
+    page.keyboard.press("b")
+    region.stroke((2, 5), (20, 5))
+    expect(page.locator("#undo")).to_be_enabled()
+    page.keyboard.press("x")
+    page.keyboard.press("Enter")
+    expect(page.locator("#region-info")).to_contain_text("at (64, 32)")
+    assert len(held) >= 2  # both regions' maps asked for, none answered: the next region did not wait
+    first = prelabel_array(SIZE, SIZE)
+    paint_row(first, 5, 2, 20, 3, 1)
+    assert np.array_equal(stored_mask(settings, wait_annotations(settings, 1)[0]), first)
+
+    gate["open"] = True
+    for route in held:
+        route.continue_()
+    expect(page.locator("#superpixel-state")).to_have_text("")
+    page.keyboard.press("3")  # car
+    for _ in range(2):
+        page.keyboard.press("[")
+    Region(page, crop=(32, 0, 96, 96), box=(64, 32)).click(10, 12)
+    page.keyboard.press("Enter")
+    r = page.request.get(f"{live_url}/api/regions/{seeded.region_ids[1]}/superpixels?context=32",
+                         headers={"Authorization": f"Bearer {token}"})
+    own = np.array(PILImage.open(io.BytesIO(r.body())))[32:64, 32:64]
+    second = prelabel_array(SIZE, SIZE)
+    second[own == own[12, 10]] = 2
+    assert np.array_equal(stored_mask(settings, wait_annotations(settings, 2)[1]), second)
     assert page.errors == []

@@ -1,6 +1,8 @@
 // The painting tools beyond brush, eraser and fill, wired to their buttons, sliders and keys:
 // G polygon/lasso, W magic wand (, and . change its tolerance), X superpixel brush, K superpixel
 // boundaries, H the pre-label only, O every overlay. The page calls `onKey` before its own shortcuts.
+// A tool that uses superpixels asks the page for the region's map (`needSuperpixels`) when it is on and
+// the editor has none: a grid region comes without one (web/tools/superpixels.js says why).
 
 import { PolygonTool } from "./polygon.js";
 import { SuperpixelTool } from "./superpixels.js";
@@ -10,7 +12,7 @@ const TOOL_KEYS = { g: "polygon", w: "wand", x: "superpixel" };
 const TOLERANCE_STEP = 4;
 const SUPERPIXEL_TOOLS = ["superpixel", "polygon"]; // the superpixel brush, and the polygon's snap
 
-export function installTools(editor, { message }) {
+export function installTools(editor, { message, needSuperpixels = () => {} }) {
   const $ = (id) => document.getElementById(id);
   const polygon = new PolygonTool(editor, { message });
   const wand = new WandTool(editor, { onTolerance: (v) => { $("wand-tolerance").value = String(v); $("wand-tolerance-value").textContent = String(v); } });
@@ -25,10 +27,13 @@ export function installTools(editor, { message }) {
   $("prelabel-visible").addEventListener("change", () => editor.togglePrelabel());
   $("superpixels-visible").addEventListener("change", () => superpixel.toggleBoundaries());
 
+  const usesSuperpixels = () => SUPERPIXEL_TOOLS.includes(editor.tool);
+
   function refresh() {
+    if (editor.region && editor.superpixels === null && usesSuperpixels()) needSuperpixels();
     // On a grid region the superpixels are only an aid: their lines show while a tool that uses them is
     // on, not over every region all the time. A superpixel region's own shape always shows.
-    const aid = editor.region?.kind !== "superpixel" && !SUPERPIXEL_TOOLS.includes(editor.tool);
+    const aid = editor.region?.kind !== "superpixel" && !usesSuperpixels();
     editor.stage.classList.toggle("superpixels-idle", aid);
     $("brush-size-range").value = String(editor.size);
     $("prelabel-visible").checked = editor.prelabelVisible;
@@ -53,5 +58,5 @@ export function installTools(editor, { message }) {
     return true;
   }
 
-  return { onKey, refresh, polygon, wand, superpixel };
+  return { onKey, refresh, usesSuperpixels, polygon, wand, superpixel };
 }

@@ -118,12 +118,16 @@ export class PolygonTool {
   }
 
   close(snap = false) {
+    const { w, h } = this.editor.region, ids = this.editor.plugins.superpixel?.ids;
+    if (snap && !ids) { // the polygon stays open: Enter fills it as drawn, or Shift+Enter once the map came
+      const why = this.editor.superpixels?.pending ? "the superpixels are still loading" : "no superpixels to snap to";
+      this.message(`Polygon not filled yet: ${why} (Enter fills it as drawn).`, "warn");
+      return;
+    }
     const points = this.points;
     this.cancel();
     const problem = polygonProblem(points);
     if (problem) { this.message(`Polygon not filled: ${problem}.`, "warn"); return; }
-    const { w, h } = this.editor.region, ids = this.editor.plugins.superpixel?.ids;
-    if (snap && !ids) { this.message("Polygon not filled: no superpixels to snap to (Enter fills it as drawn).", "warn"); return; }
     const inside = rasterisePolygon(points, w, h);
     this.editor.applySelection(snap ? snapToSuperpixels(inside, ids) : inside);
   }

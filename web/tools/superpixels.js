@@ -1,6 +1,12 @@
 // Superpixels in the page: the region crop's superpixel ids (served by the API from the map the engine
-// caches per image), drawn as faint boundaries; a brush that fills every superpixel it touches; and a
-// superpixel region's exact shape, so that the mask outside it stays 255.
+// caches per image, or segmented on demand for a grid region), drawn as faint boundaries; a brush that
+// fills every superpixel it touches; and a superpixel region's exact shape, so that the mask outside it
+// stays 255.
+//
+// Only a superpixel region needs its map to be shown (the shape is what may be painted). A grid region's
+// map is an aid for the superpixel tools, and the service segments it on demand (a noticeable fraction
+// of a second): the page asks for it in the background, only while such a tool is on, so that Enter →
+// next region never waits for it.
 
 import { apiFetch } from "../common.js";
 import { decodeGray } from "../png.js";
@@ -17,6 +23,14 @@ export async function fetchSuperpixels(lease) {
     return { problem: `the superpixel map is ${png.width}×${png.height}, the crop ${lease.crop.w}×${lease.crop.h}` };
   }
   return { ids: png.data, regionId: Number(res.headers.get("X-Superpixel-Region") ?? -1) };
+}
+
+/** The editor's superpixels while a grid region's map is on its way. */
+export const SUPERPIXELS_LOADING = Object.freeze({ pending: true, problem: "still loading" });
+
+/** Whether the region cannot be shown without its map: a superpixel region, whose shape it gives. */
+export function mapNeededToShow(region) {
+  return region.kind === "superpixel";
 }
 
 /** Region-sized ids cut out of the crop-sized map. */
@@ -64,10 +78,15 @@ export class SuperpixelTool {
     this.visible = true;
   }
 
-  /** Called by the editor on every region: the map comes with the region (`editor.superpixels`). */
+  /** Called by the editor on every region. */
   load() {
-    const { editor } = this, sp = editor.superpixels;
     this.stroke = null;
+    this.superpixelsChanged();
+  }
+
+  /** The region's map (`editor.superpixels`) came, or came later than the region (a grid region's). */
+  superpixelsChanged() {
+    const { editor } = this, sp = editor.superpixels;
     this.ids = sp?.ids ? regionIds(sp, editor.crop, editor.region) : null;
     drawBoundaries(editor.layers.superpixels, this.visible ? sp : null, editor.crop);
   }
@@ -83,7 +102,9 @@ export class SuperpixelTool {
 
   down(p) {
     if (!this.ids) {
-      this.message(`Superpixel brush unavailable: ${this.editor.superpixels?.problem ?? "no superpixel map"}.`, "warn");
+      const sp = this.editor.superpixels;
+      this.message(sp?.pending ? "The superpixels are still loading: paint again in a moment."
+        : `Superpixel brush unavailable: ${sp?.problem ?? "no superpixel map"}.`, "warn");
       return;
     }
     this.stroke = { before: this.editor.labels.slice(), done: new Set(), changed: false, last: p };
