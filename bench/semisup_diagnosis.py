@@ -100,7 +100,8 @@ def run(args) -> list[dict]:
         labels = initial_labels(truth, args.labeled, args.cell, seed)
         labeled = sum(int((lab != IGNORE).sum()) for lab in labels) / sum(lab.size for lab in labels)
         for name, overrides in args.arm:
-            cfg = TrainConfig(**{"iterations": args.iterations, "seed": seed, "device": "cpu",
+            cfg = TrainConfig(**{"model": "unet_small", "iterations": args.iterations, "seed": seed,
+                                 "device": "cpu",
                                  "crop_size": args.crop, **json.loads(overrides)})
             captured: dict = {}
             probes: list[dict] = []

@@ -30,8 +30,8 @@ def simulate(
     class_balance: Annotated[bool, Opt(help="Rank regions with tail classes first.")] = False,
     mix: Annotated[str, Opt(help="classmix | balanced_classmix | cutmix | cowmix | cowout | none.")] =
         "classmix",
-    model: Annotated[str, Opt(help="unet_small | lraspp_mobilenetv2 | deeplabv3plus_mobilenetv2.")] = \
-        "unet_small",
+    model: Annotated[str | None, Opt(help="unet_small | lraspp_mobilenetv2 | deeplabv3plus_mobilenetv2 "
+                                          "(default: the engine's, lraspp_mobilenetv2).")] = None,
     iterations: Annotated[int, Opt(help="Training iterations per cycle (N; full also runs 2N).")] = 6000,
     init: Annotated[str, Opt(help="pretrained (a fresh model each cycle) | previous (warm start).")] =
         "pretrained",

@@ -45,7 +45,7 @@ class SimulateConfig:
     acquisition_cost_rule: str = "ratio"
     class_balance: bool = False
     mix: str = "classmix"
-    model: str = "unet_small"
+    model: str | None = None  # None: the engine's default (TrainConfig.model)
     # The smallest N at which `full` is converged on fashion-scenes 64 (N vs 2N: 36.28 vs 36.41 mIoU).
     iterations: int = 6000
     init: str = "pretrained"  # pretrained: a fresh model each cycle | previous: warm start from the last
@@ -71,6 +71,12 @@ class SimulateConfig:
     base_size: int | None = None  # None: the model's default (worker/engine/config.py)
     pseudo_label: str = "argmax"  # argmax | pseudoseg: the targets of the arms that mix (s4al, random)
     tags: str = "none"  # none | all: oracle image-level tags (the ground truth's classes) for every image
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            from worker.engine.config import TrainConfig
+
+            self.model = TrainConfig.model
 
     def validate(self) -> None:
         """Every argument, before any data is read or any model trained."""

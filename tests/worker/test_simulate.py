@@ -9,7 +9,8 @@ from cli.app import app
 from tests.worker.engine._tiny import NAMES, scenes
 from worker.simulate import SimulateConfig, simulate
 
-FAST = ["--iterations", "3", "--batch-size", "2", "--unlabeled-batch-size", "2", "--region-size", "8",
+FAST = ["--model", "unet_small", "--iterations", "3", "--batch-size", "2", "--unlabeled-batch-size", "2",
+        "--region-size", "8",
         "--initial", "0.05", "--budget", "0.05", "--device", "cpu"]
 
 
@@ -80,7 +81,8 @@ def test_a_broken_dataset_is_named_before_training(tmp_path):
 def test_simulate_without_val_split_holds_out_images(tmp_path):
     folder = make_folder(tmp_path / "ds", n_train=9, n_val=0)
     (folder / "splits" / "val.txt").unlink()
-    cfg = SimulateConfig(dataset=str(folder), out=str(tmp_path / "o"), cycles=1, iterations=2, batch_size=2,
+    cfg = SimulateConfig(dataset=str(folder), out=str(tmp_path / "o"), model="unet_small", cycles=1,
+                         iterations=2, batch_size=2,
                          unlabeled_batch_size=2, region_size=16, initial=0.1, budget=0.1, compare=[],
                          device="cpu")
     lines = []
@@ -91,7 +93,8 @@ def test_simulate_without_val_split_holds_out_images(tmp_path):
 
 def test_arms_in_parallel_processes_give_the_same_result_as_in_sequence(tmp_path):
     folder = make_folder(tmp_path / "ds", n_train=4, n_val=2)
-    common = dict(dataset=str(folder), cycles=1, iterations=2, batch_size=2, unlabeled_batch_size=2,
+    common = dict(dataset=str(folder), model="unet_small", cycles=1, iterations=2, batch_size=2,
+                  unlabeled_batch_size=2,
                   region_size=16, initial=0.1, budget=0.1, compare=["random", "full"], device="cpu")
     one = simulate(SimulateConfig(out=str(tmp_path / "one"), **common), report=lambda _: None)
     two = simulate(SimulateConfig(out=str(tmp_path / "two"), jobs=2, **common), report=lambda _: None)

@@ -12,8 +12,8 @@ from worker.engine.regions import SelectedRegion
 from worker.simulate import SimulateConfig, simulate
 from worker.simulate_oracle import pool_clicks, reveal
 
-TINY = dict(iterations=2, batch_size=2, unlabeled_batch_size=2, region_size=8, initial=0.05, budget=0.05,
-            device="cpu")
+TINY = dict(model="unet_small", iterations=2, batch_size=2, unlabeled_batch_size=2, region_size=8,
+            initial=0.05, budget=0.05, device="cpu")
 
 
 def _run(tmp_path, name: str, **kw):

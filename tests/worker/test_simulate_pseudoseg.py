@@ -12,6 +12,7 @@ def test_simulate_reports_pseudo_label_quality(tmp_path):
     data = make_dataset(tmp_path / "ds", n_train=4, n_val=2)
     out = tmp_path / "out"
     args = ["simulate", str(data), "--out", str(out), "--cycles", "2", "--iterations", "2", "--compare", "",
+            "--model", "unet_small",
             "--region-size", "16", "--batch-size", "2", "--unlabeled-batch-size", "2", "--initial", "0.25",
             "--budget", "0.25", "--device", "cpu", "--pseudo-label", "pseudoseg", "--tags", "all"]
     result = CliRunner().invoke(app, args)

@@ -11,10 +11,6 @@ from worker.engine.config import TrainConfig
 from worker.engine.cycle import AcquisitionConfig
 from worker.training_config import ACQUISITION_FIELDS, BadTrainingSettings, resolve_configs
 
-# A project starts from the pretrained CPU model; the engine's bare default stays the scratch model that
-# its unit tests and `s4al simulate` use.
-PROJECT_ONLY_DEFAULTS = {"model"}
-
 
 def test_every_training_field_is_a_train_config_field_with_the_same_default():
     config = {f.name: f for f in fields(TrainConfig)}
@@ -23,8 +19,7 @@ def test_every_training_field_is_a_train_config_field_with_the_same_default():
         if name in ACQUISITION_FIELDS:
             continue
         assert name in config, f"{name} is not a TrainConfig field"
-        if name not in PROJECT_ONLY_DEFAULTS:
-            assert getattr(schema, name) == config[name].default, name
+        assert getattr(schema, name) == config[name].default, name
 
 
 def test_acquisition_fields_have_the_engine_defaults_and_reach_it():

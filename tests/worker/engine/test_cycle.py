@@ -8,7 +8,8 @@ from worker.engine.cycle import AcquisitionConfig, Cancelled, CycleData, TrainCo
 
 
 def tiny() -> TrainConfig:
-    return TrainConfig(iterations=3, batch_size=2, unlabeled_batch_size=2, crop_size=32, device="cpu")
+    return TrainConfig(model="unet_small", iterations=3, batch_size=2, unlabeled_batch_size=2, crop_size=32,
+                       device="cpu")
 
 
 def test_a_cycle_trains_scores_and_evaluates():

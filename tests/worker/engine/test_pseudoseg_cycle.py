@@ -19,7 +19,8 @@ def _data(tags=None):
 
 
 def _cfg(pseudo_label="pseudoseg"):
-    return TrainConfig(iterations=2, batch_size=2, unlabeled_batch_size=2, crop_size=32, mix="classmix",
+    return TrainConfig(model="unet_small", iterations=2, batch_size=2, unlabeled_batch_size=2, crop_size=32,
+                       mix="classmix",
                        warmup_fraction=0.0, pseudo_label=pseudo_label, device="cpu")
 
 

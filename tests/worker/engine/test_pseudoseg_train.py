@@ -171,7 +171,8 @@ def test_train_with_pseudoseg_targets():
 
     d = _data(tags=[[1], None, None])
     data = CycleData(d.images, d.labels, [], [], d.num_classes, d.class_names, tags=d.tags)
-    cfg = TrainConfig(iterations=3, batch_size=2, unlabeled_batch_size=2, replay_batch_size=2, replay_size=4,
+    cfg = TrainConfig(model="unet_small", iterations=3, batch_size=2, unlabeled_batch_size=2,
+                      replay_batch_size=2, replay_size=4,
                       crop_size=32, mix="balanced_classmix", pseudo_label="pseudoseg", warmup_fraction=0.0,
                       device="cpu")
     first = train(cfg, data)

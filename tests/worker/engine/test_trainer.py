@@ -6,7 +6,8 @@ from worker.engine.trainer import MIX_MODES, Cancelled, TrainConfig, train
 
 
 def tiny(**kw) -> TrainConfig:
-    base = dict(iterations=4, batch_size=2, unlabeled_batch_size=2, replay_batch_size=2, replay_size=4,
+    base = dict(model="unet_small", iterations=4, batch_size=2, unlabeled_batch_size=2, replay_batch_size=2,
+                replay_size=4,
                 crop_size=32, warmup_fraction=0.25, device="cpu")
     return TrainConfig(**{**base, **kw})
 
@@ -39,7 +40,8 @@ def test_bad_config_is_refused_before_training(change, message):
 
 
 def test_default_lr_and_scales_depend_on_the_model():
-    assert TrainConfig().learning_rate == 1e-1 and TrainConfig().scales == (1.0, 1.0)
+    assert TrainConfig().learning_rate == 1e-2 and TrainConfig(model="unet_small").learning_rate == 1e-1
+    assert TrainConfig(model="unet_small").scales == (1.0, 1.0)
     deeplab = TrainConfig(model="deeplabv3plus_mobilenetv2")
     assert deeplab.learning_rate == 1e-2 and deeplab.scales == (0.5, 1.5)
     assert TrainConfig(lr=0.3, scale_range=[0.8, 1.2]).learning_rate == 0.3

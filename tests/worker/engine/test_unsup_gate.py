@@ -84,7 +84,8 @@ def test_gate_without_held_pixels_never_measures():
 
 
 def _tiny(**kw) -> TrainConfig:
-    base = dict(iterations=6, batch_size=2, unlabeled_batch_size=2, crop_size=32, warmup_fraction=0.2,
+    base = dict(model="unet_small", iterations=6, batch_size=2, unlabeled_batch_size=2, crop_size=32,
+                warmup_fraction=0.2,
                 device="cpu", gate_holdout=0.3)
     return TrainConfig(**{**base, **kw})
 
