@@ -11,6 +11,18 @@ reaches `fraction x pool pixels`, so the last region may overshoot the target by
 A click budget is filled the same way with each region's predicted clicks, counted as at least one (the
 least any region costs): the ranking in force decides the order, the budget only where it stops. A
 model-less cold start predicts nothing, so each of its regions counts one click.
+
+Measured with `s4al simulate` on aerial-maps (unet_small, 400 then 200 warm-start steps, 8 px cells, 2%
+initial, 3 cycles; the click budget 2% of the pool's true clicks per cycle, what random regions of 2% of
+the pixels cost): entropy at the click budget takes 0.6% of the pixels per cycle, its predicted clicks
+within 11% of the true ones, and reaches 79.4 +- 8.0 mIoU at 3616 true clicks (4 seeds), against random's
+70.1 +- 2.3 at 3394 (better in every seed) and entropy's 71.5 +- 8.6 at 4850 at a 2% pixel budget.
+The cost-aware ranking at a click budget buys the regions the first model predicts cheapest, where it
+misses thin structures: that selection cost 4.5x its predicted clicks (5134 true for 1144 predicted),
+and the arm ended at 77.0 +- 9.5 (ratio) or 70.7 +- 1.0 (below_median) mIoU for about 7.7k true clicks,
+below entropy at a pixel budget for the same clicks. Regions stay the default unit: a click budget is a
+number each project chooses, and it is fair only with a ranking that does not select on the prediction
+being cheap.
 """
 
 from __future__ import annotations
