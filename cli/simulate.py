@@ -19,7 +19,10 @@ def simulate(
     out: Annotated[Path, Opt("--out", help="Folder for result.json and curve.png.")],
     cycles: Annotated[int, Opt(help="Active-learning cycles per arm.")] = 4,
     initial: Annotated[float, Opt(help="Share of train pixels labeled at the start (random).")] = 0.02,
-    budget: Annotated[float, Opt(help="Share of train pixels the oracle labels per cycle.")] = 0.02,
+    budget: Annotated[float, Opt(help="Share of train pixels the oracle labels per cycle (--budget-unit "
+                                      "clicks: share of the clicks labeling all of them costs).")] = 0.02,
+    budget_unit: Annotated[str, Opt(help="regions (--budget counts pixels) | clicks (--budget is spent in "
+                                         "predicted clicks: cheaper regions buy more regions).")] = "regions",
     budget_per_image: Annotated[int | None, Opt(help="Regions per image per cycle (instead of --budget).")] =
         None,
     acquisition: Annotated[str, Opt(help="random | least_confidence | entropy | margin.")] = "entropy",
@@ -68,7 +71,8 @@ def simulate(
     from worker.simulate import SimulateConfig
 
     cfg = SimulateConfig(dataset=str(dataset_dir), out=str(out), cycles=cycles, initial=initial,
-                         budget=budget, budget_per_image=budget_per_image, acquisition=acquisition,
+                         budget=budget, budget_per_image=budget_per_image, budget_unit=budget_unit,
+                         acquisition=acquisition,
                          acquisition_cost=acquisition_cost, acquisition_cost_rule=acquisition_cost_rule,
                          class_balance=class_balance, mix=mix, model=model, iterations=iterations, init=init,
                          iterations_after_first=iterations_after_first,

@@ -2,7 +2,9 @@
 
 The oracle labels each selected region (its ground truth, or with `annotation="dominant"` its majority
 class). For each seed, every arm starts from the same initial labels (random regions covering `initial`
-of the train pixels) and adds `budget` per cycle (or `budget_per_image` regions per image):
+of the train pixels) and adds `budget` per cycle (or `budget_per_image` regions per image), counted in
+`budget_unit`: `regions` (`budget` is a share of the pool's pixels) or `clicks` (`budget` is a share of
+the clicks that labeling the whole pool costs, spent in the model's predicted clicks):
 - `s4al`: the chosen acquisition metric and mix mode;
 - `random`: random regions, same mix (what the acquisition metric buys);
 - `supervised`: the chosen acquisition, no unlabeled loss (what semi-supervision buys);
@@ -38,6 +40,10 @@ class SimulateConfig:
     initial: float = 0.02
     budget: float = 0.02
     budget_per_image: int | None = None  # regions per image per cycle instead of the global share
+    # regions | clicks: with clicks, each cycle's arms spend `budget` x the pool's TRUE total clicks
+    # (what random regions covering that share of the pixels cost on average) in PREDICTED clicks; the
+    # table still counts the true clicks, so a misprediction shows as a cost above or below it.
+    budget_unit: str = "regions"
     acquisition: str = "entropy"
     # Cost-aware acquisition of the arms that use `acquisition` (s4al, supervised; not random):
     # none | clicks | corrected, weighed by ratio | below_median (worker/engine/predicted_cost.py).
@@ -111,22 +117,31 @@ class SimulateConfig:
             raise ValueError(f"--full-iterations must be >= 1, got {self.full_iterations}")
         if self.iterations_after_first is not None and self.iterations_after_first < 1:
             raise ValueError(f"--iterations-after-first must be >= 1, got {self.iterations_after_first}")
-        self.acquisition_config(1).validate()  # metric, region kind and size, budget
+        if self.budget_unit == "clicks" and self.budget_per_image is not None:
+            raise ValueError("--budget-unit clicks spends --budget as a share of the pool's clicks; "
+                             "--budget-per-image counts regions")
+        # The pool's clicks are counted once the data is read: any positive count checks the same.
+        self.acquisition_config(1, pool_clicks=1).validate()  # metric, region kind and size, budget
         self.train_config(self.mix).validate()  # model name, init, batch sizes, crop size, lr
 
-    def acquisition_config(self, cycle: int, seed: int | None = None, metric: str | None = None):
+    def acquisition_config(self, cycle: int, seed: int | None = None, metric: str | None = None,
+                           pool_clicks: int | None = None):
+        """`pool_clicks`: the true clicks of labeling the whole pool (a click budget's 100%)."""
         from worker.engine.cycle import AcquisitionConfig
 
         per_image = self.budget_per_image
         metric = metric or self.acquisition
         # The random arm is the plain baseline: never cost-aware.
         cost = "none" if metric == "random" else self.acquisition_cost
+        budget = {"per_image": per_image, "budget_fraction": None if per_image else self.budget}
+        if self.budget_unit == "clicks":
+            clicks = None if pool_clicks is None else max(1, round(self.budget * pool_clicks))
+            budget = {"per_image": per_image, "budget_clicks": clicks}
         return AcquisitionConfig(metric=metric, region_kind=self.region_kind,
-                                 region_size=self.region_size, per_image=per_image,
-                                 budget_fraction=None if per_image else self.budget,
-                                 class_balance=self.class_balance,
+                                 region_size=self.region_size, class_balance=self.class_balance,
                                  seed=(self.seed if seed is None else seed) + cycle, cost=cost,
-                                 cost_rule=self.acquisition_cost_rule, dominant=self.annotation == "dominant")
+                                 cost_rule=self.acquisition_cost_rule, dominant=self.annotation == "dominant",
+                                 budget_unit=self.budget_unit, **budget)
 
     def train_config(self, mix: str, iterations: int | None = None, seed: int | None = None,
                      init: str | None = None):
@@ -168,6 +183,7 @@ def _initial(cfg: SimulateConfig, data, truth, seed: int) -> tuple[list[np.ndarr
     labels = [lab.copy() for lab in data.labels]
     acq = cfg.acquisition_config(0, seed, metric="random")
     acq.budget_fraction, acq.per_image, acq.seed = cfg.initial, None, seed
+    acq.budget_unit, acq.budget_clicks = "regions", None  # the initial labels are a share of the pixels
     cold = run_cycle(cfg.train_config("none"), data, acq)
     return labels, reveal(labels, truth, cold.regions, cfg.annotation).as_dict()
 
@@ -238,8 +254,8 @@ def _run_arm(cfg: SimulateConfig, arm: str, seed: int, data, truth, start, pool:
         iterations = cfg.iterations_after_first if cycle > 1 and cfg.init == "previous" else None
         train_cfg = cfg.train_config(mix, iterations=iterations, seed=seed + cycle)
         progress = bar(f"{arm} seed {seed} cycle {cycle}/{cfg.cycles}", train_cfg.iterations) if bar else None
-        res = run_cycle(train_cfg, cycle_data, cfg.acquisition_config(cycle, seed, metric), progress=progress,
-                        init_checkpoint=previous)
+        acquisition = cfg.acquisition_config(cycle, seed, metric, pool_clicks=pool["clicks"])
+        res = run_cycle(train_cfg, cycle_data, acquisition, progress=progress, init_checkpoint=previous)
         previous = res.checkpoint if cfg.init == "previous" else None
         rows.append({"cycle": cycle, "seed": seed, "labeled_fraction": labeled_fraction(labels),
                      "corrected_fraction": spent["corrected"] / pool["pixels"], "clicks": spent["clicks"],
@@ -259,6 +275,8 @@ def _run_arm(cfg: SimulateConfig, arm: str, seed: int, data, truth, start, pool:
             report(f"{'':<11} {format_quality(quality)}")
         # The annotator sees this cycle's prediction as the pre-label of the regions it selected.
         added = reveal(labels, truth, res.regions, cfg.annotation).as_dict()
+        if "selected_predicted_clicks" in res.metrics:  # beside the true clicks: the misprediction
+            added["predicted_clicks"] = res.metrics["selected_predicted_clicks"]
         spent = {k: spent[k] + added[k] for k in spent}
     return rows
 

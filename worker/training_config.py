@@ -18,7 +18,7 @@ from service.settings import Settings
 
 # Schema fields that are not TrainConfig fields: they choose regions, not how to train.
 ACQUISITION_FIELDS = ("acquisition", "acquisition_cost", "acquisition_cost_rule", "budget",
-                      "budget_per_image")
+                      "budget_per_image", "budget_unit")
 
 
 class BadTrainingSettings(ValueError):
@@ -50,11 +50,13 @@ def resolve_configs(project: Project, settings: Settings):
         train_config.validate()
     except ValueError as exc:
         raise BadTrainingSettings(f"invalid training settings: {exc}") from exc
+    in_clicks = t.budget_unit == "clicks"
     acquisition = AcquisitionConfig(metric=t.acquisition, region_kind=r.kind, region_size=r.size,
-                                    budget_regions=t.budget,
+                                    budget_regions=None if in_clicks else t.budget,
                                     per_image=None if t.budget is not None else t.budget_per_image,
-                                    seed=t.seed, cost=t.acquisition_cost,
-                                    cost_rule=t.acquisition_cost_rule)
+                                    budget_unit=t.budget_unit, budget_clicks=t.budget if in_clicks else None,
+                                    seed=t.seed, cost=t.acquisition_cost, cost_rule=t.acquisition_cost_rule,
+                                    dominant=r.annotation == "dominant")
     try:
         acquisition.validate()
     except ValueError as exc:

@@ -116,9 +116,13 @@ class TrainingSettings(InputModel):
     acquisition_cost_rule: Literal["ratio", "below_median"] = Field(
         "ratio", description="ratio: uncertainty x area / predicted cost; below_median: uncertainty, among "
                              "each image's regions whose predicted cost is at most the median.")
-    budget: int | None = Field(None, ge=1, le=INT32_MAX, description="Regions per cycle (global top-B); "
-                               "overrides budget_per_image when set.")
+    budget: int | None = Field(None, ge=1, le=INT32_MAX, description="Per cycle, in budget_unit: regions "
+                               "(global top-B; overrides budget_per_image when set) or predicted clicks.")
     budget_per_image: int = Field(4, ge=1, le=10_000, description="Top regions per image per cycle.")
+    budget_unit: Literal["regions", "clicks"] = Field(
+        "regions", description="regions: budget counts regions; clicks: budget counts the annotator's clicks "
+                               "as the model predicts them, so cheaper regions buy more regions (regions are "
+                               "taken in ranking order until their predicted clicks reach the budget).")
     # The ImageNet encoder by default: with few labels (what a labeling project starts with) it learns
     # faster than unet_small from random weights, at 1.2x its step cost (bench/model_convergence.py).
     model: Literal["unet_small", "lraspp_mobilenetv2", "deeplabv3plus_mobilenetv2"] = "lraspp_mobilenetv2"
@@ -141,6 +145,13 @@ class TrainingSettings(InputModel):
         if isinstance(data, dict) and "ema" in data:
             data = {**{k: v for k, v in data.items() if k != "ema"}, "ema_momentum": data["ema"]}
         return data
+
+    @model_validator(mode="after")
+    def _click_budget_is_given(self) -> "TrainingSettings":
+        if self.budget_unit == "clicks" and self.budget is None:
+            raise ValueError("budget_unit 'clicks' needs budget: the predicted clicks per cycle "
+                             "(budget_per_image counts regions)")
+        return self
 
     @model_validator(mode="after")
     def _crop_fits_base(self) -> "TrainingSettings":

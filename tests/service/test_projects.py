@@ -94,6 +94,8 @@ BAD_BODIES = {
     "crop size": {"classes": CLASSES, "training": {"crop_size": 0}},
     "base size": {"classes": CLASSES, "training": {"base_size": -1}},
     "crop over base": {"classes": CLASSES, "training": {"crop_size": 512, "base_size": 256}},
+    "click budget without its number": {"classes": CLASSES, "training": {"budget_unit": "clicks"}},
+    "budget unit": {"classes": CLASSES, "training": {"budget": 100, "budget_unit": "seconds"}},
     "blank name": {"classes": CLASSES, "name": "   "},
 }
 
@@ -125,6 +127,7 @@ def test_duplicate_name_409(client, admin, session):
     ({"training": {"lr": "fast"}}, 422),
     ({"training": {"nope": 1}}, 422),
     ({"training": {"crop_size": 600, "base_size": 500}}, 422),
+    ({"training": {"budget_unit": "clicks", "budget_per_image": 4}}, 422),
     ({"region": {"kind": "grid", "size": -3}}, 422),
     ({"region": {"kind": "grid", "size": 16, "annotation": "dominant"}}, 422),
     ({"name": "other"}, 409),

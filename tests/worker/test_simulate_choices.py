@@ -38,6 +38,9 @@ def _run(tmp_path, name: str, **kw):
     (["--acquisition-cost", "dollars"], "unknown acquisition cost 'dollars'"),
     (["--acquisition-cost", "clicks", "--acquisition-cost-rule", "sum"],
      "unknown acquisition cost rule 'sum'"),
+    (["--budget-unit", "dollars"], "unknown budget unit 'dollars'"),
+    (["--budget-unit", "clicks", "--budget-per-image", "2"], "--budget-per-image counts regions"),
+    (["--budget-unit", "clicks", "--budget", "0"], "--budget must be in (0, 1]"),
 ])
 def test_bad_choices_fail_before_training(tmp_path, args, message):
     folder = make_folder(tmp_path / "ds", n_train=2, n_val=1)  # 32x32 images
@@ -111,6 +114,25 @@ def test_cost_aware_acquisition_weighs_the_s4al_arm_and_never_random(tmp_path):
     result = _run(tmp_path, "o", cycles=2, compare=["random"], acquisition_cost="clicks")
     for rows in result["runs"][0]["arms"].values():
         assert rows[1]["added"]["pixels"] > 0
+
+
+def test_a_click_budget_spends_a_share_of_the_pools_clicks_in_predicted_clicks(tmp_path):
+    cfg = SimulateConfig(dataset="unused", out="unused", budget=0.05, budget_unit="clicks")
+    acq = cfg.acquisition_config(2, pool_clicks=1000)
+    assert (acq.budget_unit, acq.budget_clicks) == ("clicks", 50)
+    assert acq.budget_fraction is None and acq.per_image is None
+    result = _run(tmp_path, "o", cycles=2, compare=["random"], budget_unit="clicks",
+                  acquisition_cost="clicks")
+    budget = round(0.05 * result["pool"]["clicks"])
+    for rows in result["runs"][0]["arms"].values():
+        one, two = rows
+        # The initial labels are a share of the pixels, in every unit.
+        assert one["added"]["pixels"] == pytest.approx(0.05 * result["pool"]["pixels"], abs=64)
+        assert "predicted_clicks" not in one["added"]
+        # Cells were taken until their predicted clicks (at least one each) reached the budget; the oracle
+        # still counts the true clicks of what it labeled.
+        assert two["added"]["predicted_clicks"] >= budget
+        assert two["added"]["clicks"] >= two["added"]["pixels"] // 64
 
 
 def test_per_image_budget_labels_one_cell_per_image(tmp_path):

@@ -66,3 +66,26 @@ def test_the_gate_is_on_by_default_and_can_be_turned_off():
 def test_a_project_starts_with_the_cpu_pretrained_model():
     config, _, _ = resolve_configs(_project(), Settings(_env_file=None))
     assert config.model == "lraspp_mobilenetv2" and config.learning_rate == 1e-2
+
+
+def test_a_click_budget_reaches_the_engine_as_predicted_clicks_per_cycle():
+    _, acq, resolved = resolve_configs(_project(budget=500, budget_unit="clicks"), Settings(_env_file=None))
+    assert (acq.budget_unit, acq.budget_clicks) == ("clicks", 500)
+    assert acq.budget_regions is None and acq.per_image is None
+    assert resolved["acquisition"]["budget_clicks"] == 500
+    _, regions, _ = resolve_configs(_project(budget=500), Settings(_env_file=None))
+    assert (regions.budget_unit, regions.budget_regions, regions.budget_clicks) == ("regions", 500, None)
+    assert TrainingSettings().budget_unit == AcquisitionConfig().budget_unit == "regions"
+    # Dominant-class superpixels cost one click each: the engine predicts them so.
+    region = {"kind": "superpixel", "size": 16, "annotation": "dominant"}
+    project = Project(name="p", classes=[], region=region, training={"budget": 40, "budget_unit": "clicks"})
+    assert resolve_configs(project, Settings(_env_file=None))[1].dominant
+
+
+def test_a_click_budget_without_its_number_or_in_another_unit_is_refused():
+    with pytest.raises(ValueError, match="budget_unit 'clicks' needs budget"):
+        TrainingSettings(budget_unit="clicks", budget_per_image=4)
+    with pytest.raises(ValueError, match="budget_unit"):
+        TrainingSettings(budget=100, budget_unit="seconds")
+    with pytest.raises(BadTrainingSettings, match="budget_unit 'clicks' needs budget"):
+        resolve_configs(_project(budget_unit="clicks"), Settings(_env_file=None))

@@ -118,10 +118,11 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, amp: bool) -> torch.Tensor
 def _score_batch(model, images: list[np.ndarray], labels: list[np.ndarray | None], *, metric: str,
                  region_kind: str, region_size: int, weights: torch.Tensor | None, device: torch.device,
                  want_pred: bool, amp: bool, buffers: dict | None = None, maps: list | None = None,
-                 factor: float = 1.0, cost: str = "none", dominant: bool = False,
+                 factor: float = 1.0, cost: str = "none", dominant: bool = False, count_clicks: bool = False,
                  ) -> tuple[torch.Tensor, torch.Tensor | None, list, list]:
-    """One batch of equal-size images -> (device `[4, R]` rows uncertainty/unlabeled/balance/predicted
-    cost (0 without a cost or a model), argmax, ...)."""
+    """One batch of equal-size images -> (device `[5, R]` rows uncertainty/unlabeled/balance/predicted
+    cost of the ranking/predicted clicks (0 without a cost, without `count_clicks` or without a model),
+    argmax, ...)."""
     b = len(images)
     h, w = images[0].shape[:2]
     lab = np.stack([np.full((h, w), IGNORE, np.uint8) if y is None else y for y in labels])
@@ -129,7 +130,8 @@ def _score_batch(model, images: list[np.ndarray], labels: list[np.ndarray | None
     unl = unlabeled.float()
     pred = u = errors = None
     costed = model is not None and cost != "none"
-    if model is not None and (metric != "random" or want_pred or weights is not None or costed):
+    clicked = model is not None and (cost == "clicks" or count_clicks)  # the clicks are predicted
+    if model is not None and (metric != "random" or want_pred or weights is not None or costed or clicked):
         x = torch.from_numpy(np.stack(images)).to(device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
         logits = forward_at(model, x, amp, factor)
@@ -139,7 +141,7 @@ def _score_batch(model, images: list[np.ndarray], labels: list[np.ndarray | None
             u = u.mul_(unl)
         if cost == "corrected":
             errors = expected_errors(logits, peak).mul_(unl)
-        if want_pred or weights is not None or cost == "clicks":
+        if want_pred or weights is not None or clicked:
             pred = channel_argmax(logits, peak if logits.is_contiguous() else None)
     u = torch.zeros_like(unl) if u is None else u
     # Summed per region: uncertainty, unlabeled pixels, then what is there of class weight and errors.
@@ -157,7 +159,7 @@ def _score_batch(model, images: list[np.ndarray], labels: list[np.ndarray | None
         stacked = stacked.reshape(b, p, -1).permute(1, 0, 2).reshape(p, -1)
         counts = [stacked.shape[1] // b] * b
         pixels = torch.from_numpy(grid_cell_counts(h, w, region_size).reshape(-1)).to(device).repeat(b)
-        ids = _grid_ids(b, h, w, region_size) if costed and cost == "clicks" else None
+        ids = _grid_ids(b, h, w, region_size) if clicked else None
     else:
         maps = maps if maps is not None else [slic_regions(im, region_size) for im in images]
         ids, counts = stack_label_maps(maps)
@@ -166,13 +168,18 @@ def _score_batch(model, images: list[np.ndarray], labels: list[np.ndarray | None
         stacked = torch.stack([region_sums(v, ids_t, n) for v in planes])
         pixels = region_sums(torch.ones_like(unl), ids_t, n)
     # Rows: mean uncertainty over all pixels, unlabeled count, balance factor over unlabeled pixels,
-    # predicted cost.
+    # predicted cost of the ranking, predicted clicks.
     balance = stacked[2] / stacked[1].clamp(min=1) if balanced else torch.ones_like(stacked[1])
-    predicted = stacked[-1] if errors is not None else torch.zeros_like(stacked[1])
-    if costed and cost == "clicks":
-        clicks = predicted_clicks(pred.cpu().numpy(), ids, stacked.shape[1], dominant=dominant)
-        predicted = torch.from_numpy(clicks).to(device, stacked.dtype)
-    out = torch.stack([stacked[0] / pixels, stacked[1], balance, predicted])
+    clicks = torch.zeros_like(stacked[1])
+    if clicked:
+        counted = predicted_clicks(pred.cpu().numpy(), ids, stacked.shape[1], dominant=dominant)
+        clicks = torch.from_numpy(counted).to(device, stacked.dtype)
+    predicted = torch.zeros_like(clicks)  # the ranking's cost: corrected pixels or clicks
+    if errors is not None:
+        predicted = stacked[-1]
+    elif cost == "clicks":
+        predicted = clicks
+    out = torch.stack([stacked[0] / pixels, stacked[1], balance, predicted, clicks])
     return out, (pred if want_pred else None), maps, counts
 
 
@@ -187,7 +194,8 @@ def score_pool(model: torch.nn.Module | None, images: Iterable[np.ndarray], *,
                region_kind: str = "grid", region_size: int = 32, class_weights: np.ndarray | None = None,
                batch_size: int = 8, device: str | torch.device = "cpu", return_predictions: bool = False,
                seed: int = 0, amp: bool = False, cost: str = "none", cost_rule: str = "ratio",
-               dominant: bool = False, progress: Callable[[int, int], None] | None = None) -> PoolScores:
+               dominant: bool = False, count_clicks: bool = False,
+               progress: Callable[[int, int], None] | None = None) -> PoolScores:
     """Score every region of every pool image with `model` (the teacher) in eval + inference mode.
 
     `images`: HxWx3 uint8 arrays (any iterable; sizes may differ: consecutive equal-size images are
@@ -199,6 +207,7 @@ def score_pool(model: torch.nn.Module | None, images: Iterable[np.ndarray], *,
     share: averaging per-pixel noise would favour small edge cells, whose means vary more.
     `cost` (`clicks` | `corrected`; needs a model) weighs each region's score by its predicted annotation
     cost with `cost_rule` (worker/engine/predicted_cost.py); `dominant`: a region costs one click.
+    `count_clicks`: predict every region's clicks (`ImageRegions.predicted_clicks`) for a click budget.
     """
     check_metric(metric)
     check_region_kind(region_kind, region_size)
@@ -211,6 +220,7 @@ def score_pool(model: torch.nn.Module | None, images: Iterable[np.ndarray], *,
         np.asarray(class_weights), dtype=torch.float32, device=device)
     rng = torch.Generator().manual_seed(seed)
     costed = model is not None and cost != "none"  # a model-less cold start has nothing to predict from
+    clicked = model is not None and count_clicks
     regions: list[ImageRegions] = []
     predictions: list[np.ndarray] | None = [] if return_predictions else None
     buffers: dict = {}  # work buffers reused across batches
@@ -236,7 +246,7 @@ def score_pool(model: torch.nn.Module | None, images: Iterable[np.ndarray], *,
             score = cost_aware_scores(unc, bal_all[cut], pixels, unl, out[3][cut] if costed else None,
                                       cost_rule)
             regions.append(ImageRegions(h, w, score, unc, unl, region_boxes(maps[i], n) if maps else None,
-                                        out[3][cut] if costed else None))
+                                        out[3][cut] if costed else None, out[4][cut] if clicked else None))
             if predictions is not None:
                 predictions.append(pred[i] if pred is not None else np.full((h, w), IGNORE, np.uint8))
         if progress is not None:
@@ -246,7 +256,7 @@ def score_pool(model: torch.nn.Module | None, images: Iterable[np.ndarray], *,
         out, pred, maps, counts = _score_batch(
             model, batch_images, batch_labels, metric=metric, region_kind=region_kind,
             region_size=region_size, weights=weights, device=device, want_pred=return_predictions, amp=amp,
-            buffers=buffers, cost=cost, dominant=dominant)
+            buffers=buffers, cost=cost, dominant=dominant, count_clicks=clicked)
         finish()
         pending.append((out, pred, maps, counts, [im.shape[:2] for im in batch_images]))
 
@@ -282,9 +292,11 @@ def acquire(model: torch.nn.Module | None, images: Sequence[np.ndarray], labels:
             per_image: int | None = None, class_balance: bool = False, seed: int = 0, batch_size: int = 8,
             device: str | torch.device = "cpu", return_predictions: bool = True, amp: bool = False,
             cost: str = "none", cost_rule: str = "ratio", dominant: bool = False,
+            budget_unit: str = "regions", budget_clicks: float | None = None,
             progress: Callable[[int, int], None] | None = None,
             ) -> tuple[list[SelectedRegion], PoolScores]:
     """Score the pool and select the budget: what a cycle needs after training, in one call.
+    `budget_unit="clicks"`: the budget is `budget_clicks` predicted clicks (worker/engine/selection.py).
 
     Arguments are checked before any model work. Class balance uses the labeled pixels of `labels`
     (see `class_balance_weights`) and needs a model (it is ignored for a model-less random cold start).
@@ -292,7 +304,7 @@ def acquire(model: torch.nn.Module | None, images: Sequence[np.ndarray], labels:
     """
     check_metric(metric)
     check_region_kind(region_kind, region_size)
-    check_budget(budget_regions, budget_fraction, per_image)
+    check_budget(budget_regions, budget_fraction, per_image, budget_unit, budget_clicks)
     check_cost(cost, cost_rule)
     weights = None
     if class_balance and model is not None:
@@ -300,9 +312,11 @@ def acquire(model: torch.nn.Module | None, images: Sequence[np.ndarray], labels:
     pool = score_pool(model, images, labels=labels, metric=metric, region_kind=region_kind,
                       region_size=region_size, class_weights=weights, batch_size=batch_size, device=device,
                       return_predictions=return_predictions, seed=seed, amp=amp, cost=cost,
-                      cost_rule=cost_rule, dominant=dominant, progress=progress)
+                      cost_rule=cost_rule, dominant=dominant, count_clicks=budget_unit == "clicks",
+                      progress=progress)
     regions = select_regions(pool, budget_regions=budget_regions, budget_fraction=budget_fraction,
-                             per_image=per_image, images=images)
+                             per_image=per_image, images=images, budget_unit=budget_unit,
+                             budget_clicks=budget_clicks)
     return regions, pool
 
 

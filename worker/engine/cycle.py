@@ -99,11 +99,17 @@ class AcquisitionConfig:
     cost: str = "none"
     cost_rule: str = "ratio"
     dominant: bool = False  # regions are labeled with their majority class: each costs one click
+    # The budget's currency (worker/engine/selection.py): regions (budget_regions, budget_fraction of the
+    # pool's pixels, per_image) | clicks (budget_clicks predicted clicks per cycle, filled in the ranking's
+    # order: cheaper regions buy more regions).
+    budget_unit: str = "regions"
+    budget_clicks: float | None = None
 
     def validate(self) -> None:
         check_metric(self.metric)
         check_region_kind(self.region_kind, self.region_size)
-        check_budget(self.budget_regions, self.budget_fraction, self.per_image)
+        check_budget(self.budget_regions, self.budget_fraction, self.per_image, self.budget_unit,
+                     self.budget_clicks)
         check_cost(self.cost, self.cost_rule)
 
 
@@ -162,7 +168,8 @@ def run_cycle(config: TrainConfig, data: CycleData, acquisition: AcquisitionConf
     workers = default_loader_workers() if config.loader_workers is None else config.loader_workers
     acq = dict(region_kind=acquisition.region_kind, region_size=acquisition.region_size,
                budget_regions=acquisition.budget_regions, budget_fraction=acquisition.budget_fraction,
-               per_image=acquisition.per_image, total_pixels=total, seed=acquisition.seed,
+               per_image=acquisition.per_image, budget_unit=acquisition.budget_unit,
+               budget_clicks=acquisition.budget_clicks, total_pixels=total, seed=acquisition.seed,
                base_size=config.base, batch_size=config.eval_batch_size, max_pixels=config.eval_pixels,
                workers=workers, progress=stage("score"))
     if labeled == 0:
@@ -178,6 +185,8 @@ def run_cycle(config: TrainConfig, data: CycleData, acquisition: AcquisitionConf
     regions = score_and_select(result.teacher, data.train, metric=acquisition.metric, class_weights=weights,
                                device=device, amp=amp, cost=acquisition.cost, cost_rule=acquisition.cost_rule,
                                dominant=acquisition.dominant, **acq)
+    if acquisition.budget_unit == "clicks":
+        metrics["selected_predicted_clicks"] = sum(r.predicted_clicks for r in regions)
     metrics.update(train_seconds=result.seconds, score_seconds=time.perf_counter() - start,
                    data_wait_seconds=round(result.data_wait_seconds, 3),
                    iterations=result.iterations, losses=result.losses, device=result.device)

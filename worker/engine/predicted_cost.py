@@ -23,6 +23,9 @@ clicks 4600 vs 4472 and 70.4 vs 71.5 mIoU, corrected 63.8 vs 63.4 mIoU (entropy 
 87.9; random: 3292 clicks, 70.0). `ratio`, CEREALS' form, is the default rule; cost-awareness itself
 is off by default (`none`): at a budget counted in pixels it saved clicks and corrected pixels by
 giving up the accuracy that entropy's regions buy, and never reached random's accuracy for less cost.
+At a budget counted in predicted clicks (worker/engine/selection.py) it did worse: the regions it ranks
+first are those whose prediction is cheapest, which is where a young model misses the structure, so the
+first such cycle cost 4.5x the clicks it predicted.
 
 Components and crossings are counted as worker/annotation_cost.py counts them on the ground truth
 (4-connected pieces of one class; the border is the region's pixels with an 8-neighbour outside it),

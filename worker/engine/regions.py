@@ -28,6 +28,7 @@ class SelectedRegion:
     score: float
     mask: np.ndarray | None  # None for grid; for superpixels an hxw bool array inside the box
     prelabel: np.ndarray | None = None  # the teacher's argmax in the box (255 off the region); None: none
+    predicted_clicks: float | None = None  # what the model predicts labeling it costs; None: not predicted
 
 
 def check_region_kind(kind: str, size: int) -> None:

@@ -5,7 +5,9 @@ in worker processes, in pool order; consecutive images of one size form a batch 
 `batch_size` images and `max_pixels` pixels. Per batch the teacher's per-region numbers come back
 (worker/engine/acquisition.py `_score_batch`) and a `Selector` keeps only the regions that can still be
 selected: the top `per_image` of each image, then a bounded heap for a global budget (B regions, or
-enough regions to cover a pixel share). The pre-label of a kept region (the teacher's argmax inside it)
+enough regions to cover a pixel share or a number of predicted clicks). A click budget of C keeps at
+most C + 1 regions plus the last region's clicks, since every region spends at least one click (see
+worker/engine/selection.py). The pre-label of a kept region (the teacher's argmax inside it)
 is cut while its image's prediction is at hand, so no full-size prediction outlives its batch.
 The selection is the one `selection.select_regions` makes on the whole pool (same order, same ties).
 """
@@ -34,6 +36,7 @@ from worker.engine.regions import (
     region_mask,
     slic_regions,
 )
+from worker.engine.selection import budget_clicks_of, check_budget
 
 
 def cached_superpixels(image: np.ndarray, size: int, cache: str | None) -> np.ndarray:
@@ -95,14 +98,19 @@ def pool_batches(pool: Pool, *, batch_size: int, max_pixels: int, workers: int =
 
 
 class Selector:
-    """The regions a budget can still select, kept while the pool streams by (see module doc)."""
+    """The regions a budget can still select, kept while the pool streams by (see module doc).
+
+    A pixel or click budget is a target that the kept regions' spending (unlabeled pixels, or predicted
+    clicks) must cover: the worst kept region is dropped while the others still cover it.
+    """
 
     def __init__(self, *, budget_regions: int | None, budget_fraction: float | None, per_image: int | None,
-                 total_pixels: int) -> None:
+                 total_pixels: int, budget_clicks: float | None = None) -> None:
         self.budget_regions, self.per_image = budget_regions, per_image
-        self.target = None if budget_fraction is None else budget_fraction * total_pixels
-        self.heap: list = []  # (score, -image, -region, unlabeled, region): the worst on top
-        self.covered = 0
+        self.target = budget_clicks if budget_fraction is None else budget_fraction * total_pixels
+        self.in_clicks = budget_clicks is not None
+        self.heap: list = []  # (score, -image, -region, spent, region): the worst on top
+        self.covered = 0.0
 
     def _full(self) -> bool:
         if self.budget_regions is not None:
@@ -112,9 +120,11 @@ class Selector:
         return False
 
     def offer(self, image: int, scores: np.ndarray, unlabeled: np.ndarray,
-              region: Callable[[int, float], SelectedRegion]) -> None:
+              region: Callable[[int, float], SelectedRegion], clicks: np.ndarray | None = None) -> None:
+        """One image's regions; `clicks`: what each spends of a click budget (`budget_clicks_of`)."""
         eligible = np.flatnonzero(unlabeled > 0)
         s = scores[eligible]
+        spend = clicks if self.in_clicks else unlabeled
         order = np.lexsort((eligible, -s.astype(np.float64)))  # best first; ties by region id
         if self.per_image is not None:
             order = order[:self.per_image]
@@ -125,8 +135,8 @@ class Selector:
             key = (score, -image, -rid)
             if self.heap and self._full_without_new() and key < self.heap[0][:3]:
                 break  # this one and every later (worse) one of the image would be dropped
-            heapq.heappush(self.heap, (*key, int(unlabeled[rid]), region(rid, score)))
-            self.covered += int(unlabeled[rid])
+            heapq.heappush(self.heap, (*key, spend[rid].item(), region(rid, score)))
+            self.covered += spend[rid].item()
             while self._full():
                 self.covered -= heapq.heappop(self.heap)[3]
 
@@ -140,7 +150,7 @@ class Selector:
     def selected(self) -> list[SelectedRegion]:
         ranked = sorted(self.heap, key=lambda e: (-e[0], -e[1], -e[2]))
         if self.target is not None:
-            out, before = [], 0
+            out, before = [], 0.0
             for e in ranked:
                 if before >= self.target:
                     break
@@ -166,15 +176,19 @@ def score_and_select(model: torch.nn.Module | None, pool: Pool, *, metric: str, 
                      per_image: int | None, total_pixels: int, class_weights: np.ndarray | None = None,
                      seed: int = 0, device: torch.device, amp: bool = False, base_size: int | None = None,
                      batch_size: int = 8, max_pixels: int = 1 << 23, workers: int = 0, cost: str = "none",
-                     cost_rule: str = "ratio", dominant: bool = False,
+                     cost_rule: str = "ratio", dominant: bool = False, budget_unit: str = "regions",
+                     budget_clicks: float | None = None,
                      progress: Callable[[int, int], None] | None = None) -> list[SelectedRegion]:
-    """Selected regions, best first, each with its `prelabel` (None without a model). `cost`,
-    `cost_rule`, `dominant`: cost-aware ranking as in `acquisition.score_pool` (a model-less cold
-    start is not costed)."""
+    """Selected regions, best first, each with its `prelabel` (None without a model) and, with a click
+    budget, its `predicted_clicks`. `cost`, `cost_rule`, `dominant`: cost-aware ranking as in
+    `acquisition.score_pool` (a model-less cold start is not costed); `budget_unit`, `budget_clicks`:
+    as in `selection.select_regions`."""
     check_cost(cost, cost_rule)
+    check_budget(budget_regions, budget_fraction, per_image, budget_unit, budget_clicks)
     costed = model is not None and cost != "none"
+    clicked = model is not None and budget_unit == "clicks"
     selector = Selector(budget_regions=budget_regions, budget_fraction=budget_fraction, per_image=per_image,
-                        total_pixels=total_pixels)
+                        total_pixels=total_pixels, budget_clicks=budget_clicks)
     weights = None if class_weights is None or model is None else torch.as_tensor(
         np.asarray(class_weights), dtype=torch.float32, device=device)
     rng = torch.Generator().manual_seed(seed)
@@ -194,7 +208,7 @@ def score_and_select(model: torch.nn.Module | None, pool: Pool, *, metric: str, 
                     model, images, labels, metric=metric, region_kind=region_kind, region_size=region_size,
                     weights=weights, device=device, want_pred=model is not None, amp=amp, buffers=buffers,
                     maps=maps if superpixels else None, factor=base_factor(h, w, base_size), cost=cost,
-                    dominant=dominant)
+                    dominant=dominant, count_clicks=clicked)
                 out = out.cpu().numpy()
                 pred = None if pred is None else pred.cpu().numpy()
                 offset = 0
@@ -208,8 +222,10 @@ def score_and_select(model: torch.nn.Module | None, pool: Pool, *, metric: str, 
                         unc = (torch.rand(n, generator=rng).numpy() * unl / pixels).astype(np.float32)
                     predicted = out[3][cut] if costed else None
                     score = cost_aware_scores(unc, bal, pixels, unl, predicted, cost_rule)
+                    clicks = out[4][cut] if clicked else None
                     selector.offer(i, score, unl, _region_maker(i, h, w, region_size, maps[b],
-                                                                    None if pred is None else pred[b], n))
+                                                                None if pred is None else pred[b], n, clicks),
+                                   budget_clicks_of(clicks, n))
                 done += len(batch)
                 if progress is not None:
                     progress(done, len(pool))
@@ -220,16 +236,19 @@ def score_and_select(model: torch.nn.Module | None, pool: Pool, *, metric: str, 
 
 
 def _region_maker(i: int, h: int, w: int, size: int, label_map: np.ndarray | None, pred: np.ndarray | None,
-                  n: int) -> Callable[[int, float], SelectedRegion]:
+                  n: int, clicks: np.ndarray | None) -> Callable[[int, float], SelectedRegion]:
     boxes = None if label_map is None else region_boxes(label_map, n)
 
     def make(rid: int, score: float) -> SelectedRegion:
+        predicted = None if clicks is None else float(clicks[rid])
         if label_map is None:
             x, y, bw, bh = grid_box(rid, h, w, size)
-            return SelectedRegion(i, x, y, bw, bh, -1, score, None, prelabel(pred, x, y, bw, bh, None))
+            return SelectedRegion(i, x, y, bw, bh, -1, score, None, prelabel(pred, x, y, bw, bh, None),
+                                  predicted)
         x, y, bw, bh = (int(v) for v in boxes[rid])
         mask = region_mask(label_map, rid, (x, y, bw, bh))
-        return SelectedRegion(i, x, y, bw, bh, rid, score, mask, prelabel(pred, x, y, bw, bh, mask))
+        return SelectedRegion(i, x, y, bw, bh, rid, score, mask, prelabel(pred, x, y, bw, bh, mask),
+                              predicted)
     return make
 
 
