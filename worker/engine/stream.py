@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from worker.engine.acquisition import _score_batch, forward_at
-from worker.engine.loader import base_factor, usable_workers
+from worker.engine.loader import usable_workers
 from worker.engine.metrics import ConfusionMeter
 from worker.engine.pool import IGNORE, Pool
 from worker.engine.regions import (
@@ -33,6 +33,7 @@ from worker.engine.regions import (
     region_mask,
     slic_regions,
 )
+from worker.engine.resample import base_factor
 
 
 def cached_superpixels(image: np.ndarray, size: int, cache: str | None) -> np.ndarray:
