@@ -116,8 +116,8 @@ def test_the_same_seed_gives_the_same_crops_whatever_the_worker_count():
 
 @pytest.mark.parametrize("factor", [0.37, 0.5, 0.8, 1.3, 2.0, 3.1])
 def test_a_crop_reads_all_the_rows_its_filter_reaches(factor):
-    """Resampling the band alone gives the crop of the whole image (within 1/255: PIL takes the box in
-    float32), and the label by exact nearest neighbour."""
+    """Resampling the band alone gives the crop of the whole image, within 2/255 (PIL takes the box in
+    float32 and rounds between its two passes); the label is the exact nearest neighbour."""
     rng = np.random.default_rng(5)
     image = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
     label = rng.integers(0, 250, (70, 90), dtype=np.uint8)
@@ -129,7 +129,7 @@ def test_a_crop_reads_all_the_rows_its_filter_reaches(factor):
         ih, iw = min(24, sh - top), min(24, sw - left)
         box = (left * 90 / sw, top * 70 / sh, (left + iw) * 90 / sw, (top + ih) * 70 / sh)
         whole = np.asarray(PILImage.fromarray(image).resize((iw, ih), PILImage.BILINEAR, box=box))
-        assert np.abs(img[:ih, :iw].astype(int) - whole).max() <= 1
+        assert np.abs(img[:ih, :iw].astype(int) - whole).max() <= 2
         rows = np.floor((top + np.arange(ih) + 0.5) * 70 / sh).astype(int)
         cols = np.floor((left + np.arange(iw) + 0.5) * 90 / sw).astype(int)
         assert (lab[:ih, :iw] == label[np.ix_(rows, cols)]).all() and inside[:ih, :iw].all()
