@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -83,7 +84,7 @@ def warm_copies(data: CycleData, base_size: int | None) -> None:
         pool.window(i, size, slice(0, 1), slice(0, 1))
 
 
-def loader_rows(args) -> list[dict]:
+def loader_rows(args, save) -> list[dict]:
     """Steps/s and data-wait share, 0 vs 2 loader workers, unet_small crop 64 and deeplab crop 512, each
     decoding every crop's file (copies "none"), or reading decoded copies that training writes as it
     goes ("cold", a fresh folder) or that a first pass wrote ("warm")."""
@@ -109,11 +110,14 @@ def loader_rows(args) -> list[dict]:
                     result = train(cfg, data)
                     rows.append({"model": model, "crop": crop, "batch": f"{batch}+{batch}", "copies": copies,
                                  "workers": workers, "steps_per_s": args.loader_steps / result.seconds,
-                                 "data_wait_share": result.data_wait_seconds / result.seconds})
+                                 "data_wait_share": result.data_wait_seconds / result.seconds,
+                                 "load_average_1min": os.getloadavg()[0]})
                     r = rows[-1]
                     print(f"{model:<26} crop {crop:>4} batch {batch}+{batch} copies {copies:<4} "
                           f"workers {workers}: {r['steps_per_s']:.3f} steps/s, "
-                          f"data wait {100 * r['data_wait_share']:.1f}%", flush=True)
+                          f"data wait {100 * r['data_wait_share']:.1f}% (load {r['load_average_1min']:.1f})",
+                          flush=True)
+                    save(rows)
     return rows
 
 
@@ -168,10 +172,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.loader:
-        rows = loader_rows(args)
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"config": vars(args), "loader": rows}, indent=2))
+        # Written after every row: a deeplab row on a loaded CPU can take an hour.
+        loader_rows(args, lambda rows: out.write_text(json.dumps({"config": vars(args), "loader": rows,
+                                                                  "load_average": os.getloadavg()},
+                                                                 indent=2)))
         print(f"wrote {out}")
         return
     data = synthetic_pool(max(args.pool, 64), args.size, args.classes)
