@@ -15,7 +15,8 @@ on the same batches with only the argmax read back (no softmax: the cheapest use
 with 0 and 2 loader workers, for unet_small at crop 64 and deeplab at crop 512, each file decoded for
 every crop or read from decoded copies (cold: written as training first reads each file; warm: written
 beforehand, as in every cycle after the first): steps per second and the share of the step spent waiting
-for the next batch (target on a 2-core machine: <= 10% of a unet_small step with workers).
+for the next batch (target on a 2-core machine: <= 10% of a unet_small step with workers), and the
+process CPU time of one crop read in the main process (without copies, and from warm ones).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import torch
 
 from worker.engine.acquisition import score_pool
 from worker.engine.cycle import CycleData, FilePool, Sample
+from worker.engine.loader import CropDataset
 from worker.engine.resample import training_size
 from worker.engine.trainer import TrainConfig, train
 
@@ -84,6 +86,16 @@ def warm_copies(data: CycleData, base_size: int | None) -> None:
         pool.window(i, size, slice(0, 1), slice(0, 1))
 
 
+def crop_cpu_ms(data: CycleData, cfg: TrainConfig, n: int = 32) -> float:
+    """Process CPU milliseconds per training crop read in this process (what a loaded machine's wall
+    clock blurs): `n` crops of the pool's images in turn."""
+    dataset = CropDataset(data.train, crop=cfg.crop, scale=cfg.scales, flip=cfg.flip, base_size=cfg.base)
+    start = time.process_time()
+    for seed in range(n):
+        dataset[(seed % len(data.train), seed)]
+    return 1000 * (time.process_time() - start) / n
+
+
 def loader_rows(args, save) -> list[dict]:
     """Steps/s and data-wait share, 0 vs 2 loader workers, unet_small crop 64 and deeplab crop 512, each
     decoding every crop's file (copies "none"), or reading decoded copies that training writes as it
@@ -107,16 +119,18 @@ def loader_rows(args, save) -> list[dict]:
                     data = file_pool(samples, args.classes, folder)
                     if copies == "warm":
                         warm_copies(data, cfg.base)
+                    cpu_ms = None if copies == "cold" else crop_cpu_ms(data, cfg)  # cold: would warm them
                     result = train(cfg, data)
                     rows.append({"model": model, "crop": crop, "batch": f"{batch}+{batch}", "copies": copies,
                                  "workers": workers, "steps_per_s": args.loader_steps / result.seconds,
                                  "data_wait_share": result.data_wait_seconds / result.seconds,
-                                 "load_average_1min": os.getloadavg()[0]})
+                                 "crop_cpu_ms": cpu_ms, "load_average_1min": os.getloadavg()[0]})
                     r = rows[-1]
                     print(f"{model:<26} crop {crop:>4} batch {batch}+{batch} copies {copies:<4} "
                           f"workers {workers}: {r['steps_per_s']:.3f} steps/s, "
-                          f"data wait {100 * r['data_wait_share']:.1f}% (load {r['load_average_1min']:.1f})",
-                          flush=True)
+                          f"data wait {100 * r['data_wait_share']:.1f}%, "
+                          f"{'-' if cpu_ms is None else f'{cpu_ms:.1f}'} CPU ms per crop "
+                          f"(load {r['load_average_1min']:.1f})", flush=True)
                     save(rows)
     return rows
 
