@@ -76,12 +76,8 @@ def held_cells(label: np.ndarray, fraction: float, block: int, seed: int, index:
     return held
 
 
-def held_blocks(label: np.ndarray, fraction: float, block: int, seed: int, index: int) -> np.ndarray:
-    """HxW bool: the labeled pixels of image `index` in its held cells (`held_cells`)."""
-    return _in_cells(held_cells(label, fraction, block, seed, index), block, label)
-
-
 def _in_cells(cells: np.ndarray, block: int, label: np.ndarray) -> np.ndarray:
+    """HxW bool: the labeled pixels inside the held cells."""
     h, w = label.shape
     return np.repeat(np.repeat(cells, block, axis=0), block, axis=1)[:h, :w] & (label != IGNORE)
 
