@@ -11,19 +11,23 @@ costs; on a shared machine the wall clock also counts waiting for a core). Scori
 (teacher forward, softmax, entropy, grid means, argmax read-back); plain inference is the same model
 on the same batches with only the argmax read back (no softmax: the cheapest useful inference).
 
-`--loader` measures the data path instead: training from PNG files (`--loader-width` x `--loader-height`,
-decoded lazily per crop) with 0 and 2 loader workers, for unet_small at crop 64 and deeplab at crop 512:
-steps per second and the share of the step spent waiting for the next batch (target on a 2-core
-machine: <= 10% of a unet_small step with workers).
+`--loader` measures the data path instead: training from PNG files (`--loader-width` x `--loader-height`)
+with 0 and 2 loader workers, for unet_small at crop 64 and deeplab at crop 512, each file decoded for
+every crop or read from decoded copies (cold: written as training first reads each file; warm: written
+beforehand, as in every cycle after the first): steps per second and the share of the step spent waiting
+for the next batch (target on a 2-core machine: <= 10% of a unet_small step with workers), and the
+process CPU time of one crop read in the main process (without copies, and from warm ones).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +35,8 @@ import torch
 
 from worker.engine.acquisition import score_pool
 from worker.engine.cycle import CycleData, FilePool, Sample
+from worker.engine.loader import CropDataset
+from worker.engine.resample import training_size
 from worker.engine.trainer import TrainConfig, train
 
 
@@ -52,8 +58,8 @@ def synthetic_pool(n: int, size: int, k: int, seed: int = 0, width: int | None =
     return CycleData(images, labels, [], [], k, [f"c{i}" for i in range(k)])
 
 
-def file_pool(folder: Path, n: int, height: int, width: int, k: int) -> CycleData:
-    """The same synthetic content written as PNG files (compress_level 1) and read back lazily."""
+def file_samples(folder: Path, n: int, height: int, width: int, k: int) -> list[Sample]:
+    """The same synthetic content written as PNG files (compress_level 1), to be read back lazily."""
     from PIL import Image as PILImage
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -63,30 +69,69 @@ def file_pool(folder: Path, n: int, height: int, width: int, k: int) -> CycleDat
         PILImage.fromarray(mem.images[i]).save(folder / f"{i}.png", compress_level=1)
         PILImage.fromarray(mem.labels[i]).save(folder / f"{i}-label.png", compress_level=1)
         samples.append(Sample(str(folder / f"{i}.png"), str(folder / f"{i}-label.png")))
-    return CycleData.from_pools(FilePool(samples), FilePool([]), k, [f"c{i}" for i in range(k)])
+    return samples
 
 
-def loader_rows(args) -> list[dict]:
-    """Steps/s and data-wait share, 0 vs 2 loader workers, unet_small crop 64 and deeplab crop 512."""
+def file_pool(samples: list[Sample], k: int, copies: str | None = None) -> CycleData:
+    """A pool over the files; with `copies`, a folder of decoded copies (worker/engine/decoded.py)."""
+    pool = FilePool([replace(s, cache=copies) for s in samples])
+    return CycleData.from_pools(pool, FilePool([]), k, [f"c{i}" for i in range(k)])
+
+
+def warm_copies(data: CycleData, base_size: int | None) -> None:
+    """Decode every image and label once into its copy, as a first pass over the pool would."""
+    pool = data.train
+    for i in range(len(pool)):
+        size = training_size(*pool.size(i), base_size)
+        pool.window(i, size, slice(0, 1), slice(0, 1))
+
+
+def crop_cpu_ms(data: CycleData, cfg: TrainConfig, n: int = 32) -> float:
+    """Process CPU milliseconds per training crop read in this process (what a loaded machine's wall
+    clock blurs): `n` crops of the pool's images in turn."""
+    dataset = CropDataset(data.train, crop=cfg.crop, scale=cfg.scales, flip=cfg.flip, base_size=cfg.base)
+    start = time.process_time()
+    for seed in range(n):
+        dataset[(seed % len(data.train), seed)]
+    return 1000 * (time.process_time() - start) / n
+
+
+def loader_rows(args, save) -> list[dict]:
+    """Steps/s and data-wait share, 0 vs 2 loader workers, unet_small crop 64 and deeplab crop 512, each
+    decoding every crop's file (copies "none"), or reading decoded copies that training writes as it
+    goes ("cold", a fresh folder) or that a first pass wrote ("warm")."""
     import tempfile
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="s4al-loader-") as tmp:
-        data = file_pool(Path(tmp), args.loader_images, args.loader_height, args.loader_width, args.classes)
+        samples = file_samples(Path(tmp), args.loader_images, args.loader_height, args.loader_width,
+                               args.classes)
         for model, crop, batch in (("unet_small", 64, args.batch_size),
                                    ("deeplabv3plus_mobilenetv2", 512, args.deeplab_batch_size)):
-            for workers in (0, 2):
-                cfg = TrainConfig(model=model, crop_size=crop, batch_size=batch, unlabeled_batch_size=batch,
-                                  iterations=args.loader_steps, warmup_fraction=0.0, device="cpu",
-                                  loader_workers=workers, mix=args.mix)
-                result = train(cfg, data)
-                rows.append({"model": model, "crop": crop, "batch": f"{batch}+{batch}", "workers": workers,
-                             "steps_per_s": args.loader_steps / result.seconds,
-                             "data_wait_share": result.data_wait_seconds / result.seconds})
-                r = rows[-1]
-                print(f"{model:<26} crop {crop:>4} batch {batch}+{batch} workers {workers}: "
-                      f"{r['steps_per_s']:.3f} steps/s, data wait {100 * r['data_wait_share']:.1f}%",
-                      flush=True)
+            if model not in args.loader_models.split(","):
+                continue
+            for copies in args.loader_copies.split(","):
+                for workers in (0, 2):
+                    cfg = TrainConfig(model=model, crop_size=crop, batch_size=batch,
+                                      unlabeled_batch_size=batch, iterations=args.loader_steps,
+                                      warmup_fraction=0.0, device="cpu", loader_workers=workers, mix=args.mix)
+                    folder = None if copies == "none" else tempfile.mkdtemp(prefix="copies-", dir=tmp)
+                    data = file_pool(samples, args.classes, folder)
+                    if copies == "warm":
+                        warm_copies(data, cfg.base)
+                    cpu_ms = None if copies == "cold" else crop_cpu_ms(data, cfg)  # cold: would warm them
+                    result = train(cfg, data)
+                    rows.append({"model": model, "crop": crop, "batch": f"{batch}+{batch}", "copies": copies,
+                                 "workers": workers, "steps_per_s": args.loader_steps / result.seconds,
+                                 "data_wait_share": result.data_wait_seconds / result.seconds,
+                                 "crop_cpu_ms": cpu_ms, "load_average_1min": os.getloadavg()[0]})
+                    r = rows[-1]
+                    print(f"{model:<26} crop {crop:>4} batch {batch}+{batch} copies {copies:<4} "
+                          f"workers {workers}: {r['steps_per_s']:.3f} steps/s, "
+                          f"data wait {100 * r['data_wait_share']:.1f}%, "
+                          f"{'-' if cpu_ms is None else f'{cpu_ms:.1f}'} CPU ms per crop "
+                          f"(load {r['load_average_1min']:.1f})", flush=True)
+                    save(rows)
     return rows
 
 
@@ -135,13 +180,18 @@ def main() -> None:
     ap.add_argument("--loader-height", type=int, default=1024)
     ap.add_argument("--loader-steps", type=int, default=20)
     ap.add_argument("--deeplab-batch-size", type=int, default=2)
+    ap.add_argument("--loader-models", default="unet_small,deeplabv3plus_mobilenetv2")
+    ap.add_argument("--loader-copies", default="none,cold,warm",
+                    help="decoded copies: none (decode every crop), cold (written as training reads), warm")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.loader:
-        rows = loader_rows(args)
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"config": vars(args), "loader": rows}, indent=2))
+        # Written after every row: a deeplab row on a loaded CPU can take an hour.
+        loader_rows(args, lambda rows: out.write_text(json.dumps({"config": vars(args), "loader": rows,
+                                                                  "load_average": os.getloadavg()},
+                                                                 indent=2)))
         print(f"wrote {out}")
         return
     data = synthetic_pool(max(args.pool, 64), args.size, args.classes)

@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine_speed import file_pool  # noqa: E402
+from engine_speed import file_pool, file_samples  # noqa: E402
 
 from worker.engine.stream import score_and_select  # noqa: E402
 from worker.engine.trainer import TrainConfig, train  # noqa: E402
@@ -34,7 +34,8 @@ def main() -> None:
     args = ap.parse_args()
     assert torch.cuda.is_available(), "no CUDA device"
     with tempfile.TemporaryDirectory(prefix="s4al-gpu-") as tmp:
-        data = file_pool(Path(tmp), args.images, 1024, 2048, 19)
+        # Crops read decoded copies, as the worker's do; they are written as training first reads each file.
+        data = file_pool(file_samples(Path(tmp), args.images, 1024, 2048, 19), 19, copies=f"{tmp}/copies")
         stamps: list[float] = []
         cfg = TrainConfig(model="deeplabv3plus_mobilenetv2", crop_size=512, base_size=1024,
                           batch_size=args.batch_size, unlabeled_batch_size=args.batch_size,

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="Training device: auto, cpu or cuda.")
     loader_workers: int | None = Field(None, ge=0, description="Processes that decode training crops and "
                                        "scoring images; default: cores - 1, at most 8; 0 = in the worker.")
+    decoded_cache_bytes: int = Field(
+        16 * 2**30, ge=0, description="Disk for decoded copies of the training images and their labels "
+        "(under the project's storage folder), from which training crops read only their rows instead of "
+        "decoding whole files: 3 bytes per pixel of an image at its training resolution, 1 per pixel of "
+        "a label (a 2048x1024 image, labeled, at full resolution: 8 MiB). Labeled images are cached first; "
+        "those beyond the limit are decoded for every crop. 0 = no copies.")
     host: str = Field("127.0.0.1", description="Where `s4al serve` listens.")
     port: int = Field(8000, description="Port of `s4al serve`.")
     public_url: str | None = Field(None, description="URL printed for annotators; default http://host:port.")

@@ -57,6 +57,11 @@ def superpixel_key(project_id: int, image_id: int, size: int) -> str:
     return f"{project_prefix(project_id)}/superpixels/{int(image_id)}-{int(size)}.npy"
 
 
+def decoded_prefix(project_id: int) -> str:
+    """The folder of decoded copies of training images and labels (kept and pruned by the worker)."""
+    return f"{project_prefix(project_id)}/decoded"
+
+
 MODEL_EXTENSIONS = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
 
 

@@ -36,6 +36,7 @@ from service.models import Cycle, Image, Project, Region, utcnow
 from service.settings import Settings
 from service.storage import Storage, checkpoint_key, prelabel_key, project_prefix, storage_for, superpixel_key
 from service.tags import store_tag_uncertainty, tags_by_image
+from worker.decoded_copies import copies_folder, images_with_copies, prune_copies
 from worker.engine.errors import Cancelled
 from worker.training_config import resolve_configs
 
@@ -199,9 +200,10 @@ class Inputs:
 
 
 def load_inputs(session: Session, storage: Storage, settings: Settings, project_id: int) -> Inputs:
-    """The project's train pool as samples (image file, materialized label file, superpixel cache), and
-    its val images with their ground truth (the oracle mask when imported as oracle, else their labels).
-    Label files are brought up to date here, only for images with new annotations."""
+    """The project's train pool as samples (image file, materialized label file, superpixel cache, folder
+    of decoded copies), and its val images with their ground truth (the oracle mask when imported as
+    oracle, else their labels). Label files are brought up to date here, only for images with new
+    annotations; decoded copies no longer read are removed."""
     from worker.engine.cycle import CycleData, FilePool, Sample
 
     project = session.get(Project, project_id)
@@ -213,19 +215,25 @@ def load_inputs(session: Session, storage: Storage, settings: Settings, project_
     val = [im for im in rows if im.split == "val"]
     labels = materialize_labels(session, storage, train + [im for im in val if not im.oracle_mask_path])
     sp = acquisition.region_size if acquisition.region_kind == "superpixel" else None
+    copies = images_with_copies(train, {im.id for im in train if labels[im.id]}, train_config.base,
+                                settings.decoded_cache_bytes)
+    folder = copies_folder(storage, project_id)
 
     def sample(im: Image, label: str | None) -> Sample:
         cache = None
         if sp and im.split == "train":
             cache = str(storage.path(superpixel_key(project_id, im.id, sp)))
         return Sample(image=str(storage.path(im.path)), label=str(storage.path(label)) if label else None,
-                      superpixels=cache, name=f"{im.stem} (image {im.id})")
+                      superpixels=cache, name=f"{im.stem} (image {im.id})",
+                      cache=folder if im.id in copies else None)
 
     val_samples = [sample(im, im.oracle_mask_path or labels[im.id]) for im in val
                    if im.oracle_mask_path or labels[im.id]]
     names = [c["name"] for c in sorted(project.classes, key=lambda c: c["id"])]
     tagged = tags_by_image(session, project_id)  # PseudoSeg: image-level tags, newest per image
-    data = CycleData.from_pools(FilePool([sample(im, labels[im.id]) for im in train]), FilePool(val_samples),
+    train_pool = FilePool([sample(im, labels[im.id]) for im in train])
+    prune_copies(folder, train_pool)
+    data = CycleData.from_pools(train_pool, FilePool(val_samples),
                                 num_classes=len(names), class_names=names,
                                 tags=[tagged.get(im.id) for im in train] if tagged else None)
     return Inputs(project, [im.id for im in train], data, train_config, acquisition, resolved)

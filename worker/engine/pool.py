@@ -4,6 +4,11 @@ A `Pool` is a sequence of images with their current labels (HxW uint8, 255 = unl
 files (what the worker hands the engine: an image file, its materialized label file or none, a cache path
 for its superpixels); `ArrayPool` wraps arrays already in memory (`s4al simulate` on small data, tests).
 Both answer the same questions, so the data loader, the scorer and the evaluator never hold the pool.
+
+Training crops ask for a `window`: some rows and columns of an image and its label at the training
+resolution. A `FilePool` sample with a `cache` folder reads those rows from a decoded copy (decoded.py),
+decoding its file only the first time; any other pool decodes, resizes and cuts. Both give the same
+pixels, since the copy is that same resized image.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import numpy as np
 from PIL import Image as PILImage
 
 from service.masks import IGNORE
+from worker.engine import decoded
+from worker.engine.resample import resize_image, resize_label
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,7 @@ class Sample:
     label: str | None = None  # its label file (8-bit class ids, 255 = unlabeled); None = nothing labeled
     superpixels: str | None = None  # where this image's superpixel map is cached (.npy); None = not cached
     name: str = ""  # how errors name the image (its file name when empty)
+    cache: str | None = None  # folder of decoded copies for training crops (decoded.py); None = none
 
     @property
     def title(self) -> str:
@@ -44,6 +52,13 @@ class Pool:
 
     def size(self, i: int) -> tuple[int, int]:  # (height, width), without decoding pixels
         raise NotImplementedError
+
+    def window(self, i: int, size: tuple[int, int], rows: slice,
+               cols: slice) -> tuple[np.ndarray, np.ndarray]:
+        """Image `i` and its label resized whole to `size` (its training resolution, resample.py), cut
+        to `rows` x `cols` (start and stop set, inside `size`)."""
+        image, label = resize_image(self.image(i), size), resize_label(self.label(i), size)
+        return image[rows, cols], label[rows, cols]
 
     def name(self, i: int) -> str:
         return f"image {i}"
@@ -122,6 +137,28 @@ class FilePool(Pool):
     def size(self, i: int) -> tuple[int, int]:
         with PILImage.open(self.samples[i].image) as img:  # reads the header only
             return img.height, img.width
+
+    def window(self, i: int, size: tuple[int, int], rows: slice,
+               cols: slice) -> tuple[np.ndarray, np.ndarray]:
+        s = self.samples[i]
+        if s.cache is None:
+            return super().window(i, size, rows, cols)
+        image = decoded.read_rows(s.cache, s.image, "rgb", (*size, 3), rows,
+                                  lambda: resize_image(self.image(i), size))
+        if s.label is None:
+            label = np.full((rows.stop - rows.start, size[1]), IGNORE, np.uint8)
+        else:
+            label = decoded.read_rows(s.cache, s.label, "label", size, rows,
+                                      lambda: resize_label(self.label(i), size))
+        return image[:, cols], label[:, cols]
+
+    def cache_entries(self) -> list[tuple[str, str]]:
+        """(file, kind) of every decoded copy this pool's samples may have: what `decoded.prune` keeps."""
+        entries = []
+        for s in self.samples:
+            if s.cache is not None:
+                entries += [(s.image, "rgb")] + ([(s.label, "label")] if s.label is not None else [])
+        return entries
 
     def has_label(self, i: int) -> bool:
         return self.samples[i].label is not None

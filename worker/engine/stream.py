@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from worker.engine.acquisition import _score_batch, forward_at
-from worker.engine.loader import base_factor, usable_workers
+from worker.engine.loader import usable_workers
 from worker.engine.metrics import ConfusionMeter
 from worker.engine.pool import IGNORE, Pool
 from worker.engine.predicted_cost import check_cost, cost_aware_scores
@@ -36,6 +36,7 @@ from worker.engine.regions import (
     region_mask,
     slic_regions,
 )
+from worker.engine.resample import base_factor
 from worker.engine.selection import budget_clicks_of, check_budget
 
 

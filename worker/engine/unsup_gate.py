@@ -26,6 +26,7 @@ from torch import nn
 from service.masks import IGNORE
 from worker.engine.batching import same_size_runs
 from worker.engine.pool import Pool
+from worker.engine.resample import nearest_index
 
 GATES = ("measured", "off")
 # Confidence bins: finer near 1, where tau sits.
@@ -59,10 +60,10 @@ def hold_out(labels: Sequence[np.ndarray], fraction: float, block: int,
     return train, held
 
 
-def held_blocks(label: np.ndarray, fraction: float, block: int, seed: int, index: int) -> np.ndarray:
-    """HxW bool: the pixels of image `index` held back. Each `block`x`block` cell holding a label is held
-    with probability `fraction` (drawn from (seed, index), so any process gets the same cells without
-    seeing the others), but one such cell always stays for training."""
+def held_cells(label: np.ndarray, fraction: float, block: int, seed: int, index: int) -> np.ndarray:
+    """`[ceil(H/block), ceil(W/block)]` bool: the cells of image `index` held back. Each `block`x`block`
+    cell holding a label is held with probability `fraction` (drawn from (seed, index), so any process
+    gets the same cells without seeing the others), but one such cell always stays for training."""
     h, w = label.shape
     gh, gw = -(-h // block), -(-w // block)
     padded = np.full((gh * block, gw * block), IGNORE, np.uint8)
@@ -72,15 +73,24 @@ def held_blocks(label: np.ndarray, fraction: float, block: int, seed: int, index
     if labeled.any() and held.sum() == labeled.sum():
         first = np.argwhere(held)[0]
         held[first[0], first[1]] = False
-    return np.repeat(np.repeat(held, block, axis=0), block, axis=1)[:h, :w] & (label != IGNORE)
+    return held
+
+
+def _in_cells(cells: np.ndarray, block: int, label: np.ndarray) -> np.ndarray:
+    """HxW bool: the labeled pixels inside the held cells."""
+    h, w = label.shape
+    return np.repeat(np.repeat(cells, block, axis=0), block, axis=1)[:h, :w] & (label != IGNORE)
 
 
 class HeldOutPool(Pool):
-    """A pool whose labels lack the held-back blocks (`label`); `held` gives those blocks alone. Read
-    image by image, so nothing of the pool is kept; picklable for loader processes."""
+    """A pool whose labels lack the held-back blocks (`label`, `window`); `held` gives those blocks
+    alone. Read image by image, so nothing of the pool is kept but each image's held cells (1 bit per
+    cell), computed from its whole label the first time a process needs them; picklable for loader
+    processes."""
 
     def __init__(self, pool: Pool, fraction: float, block: int = 16, seed: int = 0) -> None:
         self.pool, self.fraction, self.block, self.seed = pool, fraction, block, seed
+        self._cells: dict[int, tuple[tuple[int, int], np.ndarray]] = {}  # index -> (shape, packed bits)
 
     def __len__(self) -> int:
         return len(self.pool)
@@ -103,15 +113,38 @@ class HeldOutPool(Pool):
     def label(self, i: int) -> np.ndarray:
         label = self.pool.label(i)
         out = label.copy()
-        out[held_blocks(label, self.fraction, self.block, self.seed, i)] = IGNORE
+        out[self._held(i, label)] = IGNORE
         return out
 
     def held(self, i: int) -> np.ndarray:
         label = self.pool.label(i)
         out = np.full(label.shape, IGNORE, np.uint8)
-        mask = held_blocks(label, self.fraction, self.block, self.seed, i)
+        mask = self._held(i, label)
         out[mask] = label[mask]
         return out
+
+    def window(self, i: int, size: tuple[int, int], rows: slice,
+               cols: slice) -> tuple[np.ndarray, np.ndarray]:
+        """The inner pool's window with the held pixels blanked: each pixel of the resized label is
+        held when the original pixel it was taken from is (nearest neighbour maps one to the other)."""
+        image, label = self.pool.window(i, size, rows, cols)
+        if not self.pool.has_label(i):
+            return image, label
+        (h, w), cells = self.pool.size(i), self._held_cells(i)
+        ys = nearest_index(h, size[0], rows.start, rows.stop) // self.block
+        xs = nearest_index(w, size[1], cols.start, cols.stop) // self.block
+        return image, np.where(cells[np.ix_(ys, xs)] & (label != IGNORE), np.uint8(IGNORE), label)
+
+    def _held_cells(self, i: int, label: np.ndarray | None = None) -> np.ndarray:
+        if i not in self._cells:
+            label = self.pool.label(i) if label is None else label
+            cells = held_cells(label, self.fraction, self.block, self.seed, i)
+            self._cells[i] = (cells.shape, np.packbits(cells, axis=None))
+        shape, bits = self._cells[i]
+        return np.unpackbits(bits, count=shape[0] * shape[1]).reshape(shape).astype(bool)
+
+    def _held(self, i: int, label: np.ndarray) -> np.ndarray:
+        return _in_cells(self._held_cells(i, label), self.block, label)
 
 
 def gate_sample(pool: HeldOutPool, candidates: Sequence[int], max_images: int, base: int | None,

@@ -112,3 +112,24 @@ def test_the_same_seed_gives_the_same_crops_whatever_the_worker_count():
     assert all(set(b[3][:2]) <= {0, 2, 4} for b in alone)  # labeled draws from labeled images only
     for a, b in zip(alone, pooled, strict=True):
         assert all(torch.equal(s, t) for s, t in zip(a[:3], b[:3], strict=True)) and a[3] == b[3]
+
+
+@pytest.mark.parametrize("factor", [0.37, 0.5, 0.8, 1.3, 2.0, 3.1])
+def test_a_crop_reads_all_the_rows_its_filter_reaches(factor):
+    """Resampling the band alone gives the crop of the whole image, within 2/255 (PIL takes the box in
+    float32 and rounds between its two passes); the label is the exact nearest neighbour."""
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    label = rng.integers(0, 250, (70, 90), dtype=np.uint8)
+    for seed in range(20):
+        u = np.random.default_rng(seed).random(3)
+        img, lab, inside = crop_sample(image, label, crop=24, factor=factor, u=u, flip=False)
+        sh, sw = max(1, round(70 * factor)), max(1, round(90 * factor))
+        top, left = int(u[0] * (max(sh, 24) - 23)), int(u[1] * (max(sw, 24) - 23))
+        ih, iw = min(24, sh - top), min(24, sw - left)
+        box = (left * 90 / sw, top * 70 / sh, (left + iw) * 90 / sw, (top + ih) * 70 / sh)
+        whole = np.asarray(PILImage.fromarray(image).resize((iw, ih), PILImage.BILINEAR, box=box))
+        assert np.abs(img[:ih, :iw].astype(int) - whole).max() <= 2
+        rows = np.floor((top + np.arange(ih) + 0.5) * 70 / sh).astype(int)
+        cols = np.floor((left + np.arange(iw) + 0.5) * 90 / sw).astype(int)
+        assert (lab[:ih, :iw] == label[np.ix_(rows, cols)]).all() and inside[:ih, :iw].all()
