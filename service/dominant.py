@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from service.masks import class_in_shape
 from service.models import Image, Project
 from service.schemas.project import RegionSettings
-from service.storage import Storage, superpixel_key
+from service.storage import Storage
+from service.superpixels import MapMismatch, cached_map
 
 EXACT, DOMINANT = "exact", "dominant"
 
@@ -43,14 +44,13 @@ def region_annotation(session: Session, region) -> str:
 
 def superpixel_shape(storage: Storage, project: Project, region, image: Image) -> np.ndarray:
     """The region's superpixel as a bool array of its box, from the map cached at the project's size."""
-    key = superpixel_key(project.id, image.id, RegionSettings.model_validate(project.region or {}).size)
-    if not storage.exists(key):
+    try:
+        ids = cached_map(storage, project, image)
+    except MapMismatch as exc:
+        raise ShapeUnknown(f"the {exc}") from exc
+    if ids is None:
         raise ShapeUnknown(f"no superpixel map is cached for image {image.id}: the shape of region "
                            f"{region.id} is unknown")
-    ids = np.load(storage.path(key), mmap_mode="r", allow_pickle=False)
-    if ids.shape != (image.height, image.width):
-        raise ShapeUnknown(f"the superpixel map of image {image.id} is {ids.shape}, the image "
-                           f"{(image.height, image.width)}")
     box = np.asarray(ids[region.y:region.y + region.h, region.x:region.x + region.w])
     shape = box == region.superpixel_id
     if shape.shape != (region.h, region.w) or not shape.any():

@@ -17,9 +17,30 @@ import math
 
 import numpy as np
 
+from service.schemas.project import RegionSettings
+from service.storage import Storage, superpixel_key
+
 MAX_PIXELS = 1 << 18  # 512×512: what one request may segment at full resolution
 SUPERPIXELS_PER_SIDE = 4  # about 4×4 superpixels in a region
 MIN_SIDE = 6  # px: smaller superpixels are no faster to paint with than the brush
+
+
+class MapMismatch(ValueError):
+    """A cached superpixel map whose size is not its image's."""
+
+
+def cached_map(storage: Storage, project, image) -> np.ndarray | None:
+    """The image's SLIC map as the worker cached it at the project's superpixel size (memory-mapped, so a
+    crop reads only its rows), or None when none is cached; MapMismatch when it does not fit the image."""
+    size = RegionSettings.model_validate(project.region or {}).size
+    key = superpixel_key(project.id, image.id, size)
+    if not storage.exists(key):
+        return None
+    ids = np.load(storage.path(key), mmap_mode="r", allow_pickle=False)
+    if ids.shape != (image.height, image.width):
+        raise MapMismatch(f"superpixel map of image {image.id} is {ids.shape}, the image "
+                          f"{(image.height, image.width)}")
+    return ids
 
 
 def available() -> bool:

@@ -7,7 +7,6 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from PIL import Image as PILImage
-from sqlalchemy.orm import Session
 
 from service.auth import CurrentToken, SessionDep
 from service.dominant import region_annotation
@@ -16,10 +15,9 @@ from service.models import Image, Project, Region
 from service.routes.deps import region_or_404
 from service.routes.queue import crop_box, region_public
 from service.schemas.common import RegionId
-from service.schemas.project import RegionSettings
 from service.schemas.queue import RegionPublic
-from service.storage import Storage, StorageDep, superpixel_key
-from service.superpixels import available, crop_superpixels, superpixel_side
+from service.storage import Storage, StorageDep
+from service.superpixels import MapMismatch, available, cached_map, crop_superpixels, superpixel_side
 
 router = APIRouter(prefix="/api/regions", tags=["regions"])
 MAX_CONTEXT = 1024
@@ -91,13 +89,6 @@ def prelabel(region_id: RegionId, session: SessionDep, storage: StorageDep,
                     media_type="image/png", headers=CACHE)
 
 
-def _superpixel_map_key(session: Session, image: Image) -> str:
-    """Where the worker caches the image's SLIC map at the project's superpixel size."""
-    project = session.get(Project, image.project_id)
-    size = RegionSettings.model_validate(project.region or {}).size
-    return superpixel_key(image.project_id, image.id, size)
-
-
 def _renumber(part: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ids renumbered 0..n-1 in order of first appearance (few enough for 8 or 16 bits); with the ids
     found (sorted) and each one's new number."""
@@ -116,15 +107,9 @@ def _computed_crop(storage: Storage, region: Region, image: Image, context: int)
     return _renumber(crop_superpixels(rgb, superpixel_side(region.w, region.h)))[0]
 
 
-def _superpixel_crop(storage: Storage, key: str, region: Region, image: Image,
-                     context: int) -> tuple[np.ndarray, int]:
+def _superpixel_crop(ids: np.ndarray, region: Region, image: Image, context: int) -> tuple[np.ndarray, int]:
     """The cached map's ids in the crop, renumbered (`_renumber`), and the region's own superpixel in that
     numbering (-1 for a grid region)."""
-    ids = np.load(storage.path(key), mmap_mode="r", allow_pickle=False)
-    if ids.shape != (image.height, image.width):
-        raise HTTPException(status.HTTP_409_CONFLICT,
-                            f"superpixel map of image {image.id} is {ids.shape}, the image "
-                            f"{(image.height, image.width)}")
     x, y, w, h = crop_box(region, image, context)
     local, values, rank = _renumber(np.asarray(ids[y:y + h, x:x + w]))
     own = -1
@@ -152,9 +137,12 @@ def superpixels(region_id: RegionId, session: SessionDep, storage: StorageDep, t
     """
     region = region_or_404(session, region_id, token)
     image = session.get(Image, region.image_id)
-    key = _superpixel_map_key(session, image)
-    if storage.exists(key):
-        (local, own), source = _superpixel_crop(storage, key, region, image, context), "cached"
+    try:
+        ids = cached_map(storage, session.get(Project, image.project_id), image)
+    except MapMismatch as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    if ids is not None:
+        (local, own), source = _superpixel_crop(ids, region, image, context), "cached"
     elif region.kind == "grid" and available():
         local, own, source = _computed_crop(storage, region, image, context), -1, "computed"
     else:
