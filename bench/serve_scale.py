@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,15 +30,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.e2e_oracle import free_port  # noqa: E402
 from bench.scale import _memory, _tree, make_dataset  # noqa: E402
 
 S4AL = str(Path(sys.executable).with_name("s4al"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def worker_root(serve_pid: int) -> int | None:
