@@ -20,13 +20,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image as PILImage
 from torch import nn
 
 from service.masks import IGNORE
 from worker.engine.batching import same_size_runs
 from worker.engine.pool import Pool
-from worker.engine.resample import nearest_index
+from worker.engine.resample import nearest_index, resize_image, resize_label, training_size
 
 GATES = ("measured", "off")
 # Confidence bins: finer near 1, where tau sits.
@@ -160,11 +159,8 @@ def gate_sample(pool: HeldOutPool, candidates: Sequence[int], max_images: int, b
         if not (label != IGNORE).any():
             continue
         image = pool.image(i)
-        h, w = label.shape
-        if base is not None and max(h, w) > base:
-            size = (max(1, round(w * base / max(h, w))), max(1, round(h * base / max(h, w))))
-            image = np.asarray(PILImage.fromarray(image).resize(size, PILImage.BILINEAR))
-            label = np.asarray(PILImage.fromarray(label).resize(size, PILImage.NEAREST))
+        size = training_size(*label.shape, base)
+        image, label = resize_image(image, size), resize_label(label, size)
         if window is not None:
             top, left = held_window(label, window)
             image = image[top:top + window, left:left + window]
