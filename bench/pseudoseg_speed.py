@@ -63,7 +63,7 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     result = train(config("pseudoseg"), data)
     start = time.perf_counter()
-    classifier_uncertainty(result.teacher, result.pseudoseg, data.images, device=resolve_device(args.device))
+    classifier_uncertainty(result.teacher, result.pseudoseg, data.train, device=resolve_device(args.device))
     per_image = 1000 * (time.perf_counter() - start) / len(data.images)
     out = {"model": args.model, "size": args.size, "batch_size": args.batch_size, "mix": args.mix,
            "tags": args.tags, "device": result.device, "threads": torch.get_num_threads(),

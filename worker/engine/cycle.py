@@ -204,8 +204,9 @@ def run_cycle(config: TrainConfig, data: CycleData, acquisition: AcquisitionConf
     tag_uncertainty, extra = None, {}
     if result.pseudoseg is not None:
         start = time.perf_counter()
-        tag_uncertainty = classifier_uncertainty(result.teacher, result.pseudoseg, data.images,
-                                                 batch_size=config.eval_batch_size, device=device)
+        tag_uncertainty = classifier_uncertainty(result.teacher, result.pseudoseg, data.train,
+                                                 batch_size=config.eval_batch_size, device=device,
+                                                 max_pixels=config.eval_pixels, workers=workers)
         metrics["tag_seconds"] = time.perf_counter() - start
         extra["pseudoseg"] = module_state(result.pseudoseg)
     checkpoint = ckpt_io.make(result.student, result.teacher, config.to_dict(), data.class_names,

@@ -7,6 +7,10 @@
 - `classifier_uncertainty`: per image, the mean binary entropy (in bits, so in [0, 1]) of the image
   classifier over the non-background classes: what orders the tagging queue.
 - `module_state` / `load_module`: the EMA module in a checkpoint (tensors and numbers only).
+
+Both passes stream their images through `stream.pool_batches` (DESIGN §3): each image is read once, in
+batches of consecutive same-size images bounded by `batch_size` and `max_pixels`, so a pool of files
+costs O(batch) memory. A plain list is wrapped in an `ArrayPool`; a lazy view is read one index at a time.
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from worker.engine.batching import same_size_runs
+from service.masks import IGNORE
 from worker.engine.classifier_head import image_level_labels
 from worker.engine.metrics import ConfusionMeter, iou_list, miou
+from worker.engine.pool import ArrayPool, Pool
 from worker.engine.pseudoseg import PseudoSegModule, tapped
+from worker.engine.stream import pool_batches
+
+MAX_PIXELS = 1 << 23  # as stream.evaluate_pool: bounds a batch of large images
 
 
 def _tensor(images: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
@@ -32,7 +40,8 @@ def pseudo_label_quality(teacher: nn.Module, module: PseudoSegModule | None, ima
                          train_labels: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray],
                          num_classes: int, *, tags: Sequence[Sequence[int] | None] | None = None,
                          gamma: float = 0.5, temperature: float = 0.5, batch_size: int = 32,
-                         device: str | torch.device = "cpu") -> dict:
+                         device: str | torch.device = "cpu", max_pixels: int = MAX_PIXELS,
+                         workers: int = 0) -> dict:
     """{"argmax": mIoU, "pseudoseg": mIoU or None, per-class lists, "pixels": count} on the pixels with
     a ground-truth class and no training label."""
     device = torch.device(device)
@@ -42,17 +51,21 @@ def pseudo_label_quality(teacher: nn.Module, module: PseudoSegModule | None, ima
         module.eval()
         meters["pseudoseg"] = ConfusionMeter(num_classes)
     pixels = 0
-    for i, j in same_size_runs([im.shape for im in images], batch_size):
-        gt = torch.from_numpy(np.stack(ground_truth[i:j])).long()
-        unlabeled = torch.from_numpy(np.stack(train_labels[i:j])) == 255
-        gt = torch.where(unlabeled, gt, torch.full_like(gt, 255)).to(device)
-        pixels += int((gt != 255).sum())
+    pool = ArrayPool(images, train_labels)
+    for batch in pool_batches(pool, batch_size=batch_size, max_pixels=max_pixels, workers=workers):
+        index, ims, labels, _ = zip(*batch, strict=True)
+        labels = [np.full(im.shape[:2], IGNORE, np.uint8) if lab is None else lab
+                  for im, lab in zip(ims, labels, strict=True)]
+        gt = torch.from_numpy(np.stack([ground_truth[i] for i in index])).long()
+        unlabeled = torch.from_numpy(np.stack(labels)) == IGNORE
+        gt = torch.where(unlabeled, gt, torch.full_like(gt, IGNORE)).to(device)
+        pixels += int((gt != IGNORE).sum())
         with tapped(teacher) as tap:
-            logits = teacher(_tensor(images[i:j], device)).float()
+            logits = teacher(_tensor(ims, device)).float()
             meters["argmax"].update(logits.argmax(1), gt)
             if module is not None:
-                target, known = image_level_labels(list(train_labels[i:j]), num_classes,
-                                                   tags=list(tags[i:j]) if tags is not None else None,
+                batch_tags = None if tags is None else [tags[i] for i in index]
+                target, known = image_level_labels(labels, num_classes, tags=batch_tags,
                                                    background=module.background)
                 fused = module.pseudo_targets(logits, tap.deep, tap.hyper, target, known, gamma=gamma,
                                               temperature=temperature)
@@ -66,18 +79,22 @@ def pseudo_label_quality(teacher: nn.Module, module: PseudoSegModule | None, ima
 
 
 @torch.no_grad()
-def classifier_uncertainty(teacher: nn.Module, module: PseudoSegModule, images: Sequence[np.ndarray], *,
-                           batch_size: int = 32, device: str | torch.device = "cpu") -> list[float]:
-    """Per image: mean over the non-background classes of the binary entropy of sigmoid(logit), in bits."""
+def classifier_uncertainty(teacher: nn.Module, module: PseudoSegModule, images: Pool | Sequence[np.ndarray],
+                           *, batch_size: int = 32, device: str | torch.device = "cpu",
+                           max_pixels: int = MAX_PIXELS, workers: int = 0) -> list[float]:
+    """Per image of `images` (a pool, or a sequence of images), in order: mean over the non-background
+    classes of the binary entropy of sigmoid(logit), in bits. Labels are not read."""
     device = torch.device(device)
     teacher.eval()
     module.eval()
     k = module.num_classes
     keep = [c for c in range(k) if c != module.background]
+    pool = images if isinstance(images, Pool) else ArrayPool(images, ())
     out: list[float] = []
-    for i, j in same_size_runs([im.shape for im in images], batch_size):
+    for batch in pool_batches(pool, batch_size=batch_size, max_pixels=max_pixels, workers=workers,
+                              with_labels=False):
         with tapped(teacher) as tap:
-            teacher(_tensor(images[i:j], device))
+            teacher(_tensor([item[1] for item in batch], device))
             p = torch.sigmoid(module.classifier(tap.deep.float()))[:, keep].clamp(1e-7, 1 - 1e-7)
         entropy = -(p * p.log2() + (1 - p) * (1 - p).log2())
         out.extend(float(v) for v in entropy.mean(1).cpu())

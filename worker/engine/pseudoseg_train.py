@@ -13,20 +13,25 @@ What changes against `argmax` (the S4AL/ClassMix default, teacher argmax targets
   square left out of the loss as in the official code; the trainer's colour jitter and blur stay.
 - extra losses on the labeled crops: the classifier's BCE and the SGC's cross-entropy (pseudoseg.py).
 - image-level labels come from `data.tags` (one list or None per image) and the labeled pixels, on the
-  whole images; crops from the replay buffer have lost their image, so their labels are unknown.
+  whole images; crops from the replay buffer have lost their image, so their labels are unknown. The
+  pool's labels are read one at a time and only the `[N, K]` vectors are kept (DESIGN §3: the pool is
+  never held in memory).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from service.masks import IGNORE
 from worker.engine import augment
 from worker.engine.classifier_head import image_level_labels
 from worker.engine.losses import labels_to_probs, teacher_targets
+from worker.engine.pool import Pool
 from worker.engine.pseudoseg import FeatureTap, PseudoSegModule, tapped
 from worker.engine.teacher import EMATeacher
 
@@ -59,6 +64,25 @@ def resolve_background(background: int | None, class_names: Sequence[str] | None
     return names.index("background") if "background" in names else None
 
 
+def pool_image_labels(pool: Pool, num_classes: int, tags: Sequence[Sequence[int] | None] | None = None, *,
+                      background: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`image_level_labels` of every image of `pool` (`[N, K]` target and known), its labels read one at
+    a time. An image without a label file is not decoded: a one-pixel unlabeled map gives the same
+    answer as its full-size one, since no pixel of it is labeled."""
+    n = len(pool)
+    if tags is not None and len(tags) != n:
+        raise ValueError(f"{len(tags)} tag lists for {n} training images")
+    target = torch.zeros(n, num_classes)
+    known = torch.zeros(n, num_classes, dtype=torch.bool)
+    unlabeled = np.full((1, 1), IGNORE, np.uint8)
+    for i in range(n):
+        label = pool.label(i) if pool.has_label(i) else unlabeled
+        t, k = image_level_labels(label, num_classes, tags=None if tags is None else tags[i],
+                                  background=background)
+        target[i], known[i] = t[0], k[0]
+    return target, known
+
+
 class PseudoSegHook:
     """Owns the PseudoSeg module, its EMA copy and the image-level labels of the training pool.
 
@@ -72,11 +96,8 @@ class PseudoSegHook:
         self.background = resolve_background(cfg.pseudoseg_background, getattr(data, "class_names", None))
         if self.background is not None and self.background >= k:
             raise ValueError(f"pseudoseg_background {self.background} is not a class id (0..{k - 1})")
-        tags = getattr(data, "tags", None)
-        if tags is not None and len(tags) != len(data.labels):
-            raise ValueError(f"{len(tags)} tag lists for {len(data.labels)} training images")
-        self.target, self.known = image_level_labels(list(data.labels), k, tags=tags,
-                                                     background=self.background)
+        self.target, self.known = pool_image_labels(data.train, k, getattr(data, "tags", None),
+                                                    background=self.background)
         self.module = PseudoSegModule(student, k, background=self.background).to(device)
         self.ema = EMATeacher(self.module, cfg.ema_momentum)
         self.student_tap = FeatureTap(student)

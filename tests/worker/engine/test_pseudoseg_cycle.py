@@ -46,3 +46,22 @@ def test_argmax_has_no_classifier():
 def test_bad_tags_are_refused_before_training(tags, match):
     with pytest.raises(ValueError, match=match):
         run_cycle(_cfg(), _data(tags=tags), ACQ)
+
+
+def test_uncertainty_streams_the_train_pool(monkeypatch):
+    from worker.engine import cycle
+
+    seen = {}
+    real = cycle.classifier_uncertainty
+
+    def spy(teacher, module, images, **kw):
+        seen.update(images=images, **kw)
+        return real(teacher, module, images, **kw)
+
+    monkeypatch.setattr(cycle, "classifier_uncertainty", spy)
+    data, cfg = _data(), _cfg()
+    cfg.eval_pixels = 2 * 32 * 32
+    out = run_cycle(cfg, data, ACQ)
+    assert seen["images"] is data.train  # the pool itself, read in batches, not a list of its images
+    assert seen["max_pixels"] == cfg.eval_pixels and seen["batch_size"] == cfg.eval_batch_size
+    assert len(out.tag_uncertainty) == len(data.train)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from worker.engine.models import build_model
+from worker.engine.pool import ArrayPool
 from worker.engine.pseudoseg_report import (
     classifier_uncertainty,
     load_module,
@@ -40,6 +41,10 @@ class _Data:
     num_classes: int = K
     class_names: list = field(default_factory=lambda: ["background", "a", "b"])
     tags: list | None = None
+
+    @property
+    def train(self):  # the pool the hook reads its labels from, as CycleData.train
+        return ArrayPool(self.images, self.labels)
 
 
 def _data(tags=None):
