@@ -72,21 +72,33 @@ def unsup_weight(step: int, config: TrainConfig) -> float:
     return 1.0
 
 
-GATE_IMAGES = 16  # images the gate measures the teacher on: enough held pixels, bounded memory and time
+GATE_IMAGES = 128  # images the gate measures the teacher on, at most
+GATE_PIXELS = 1 << 21  # and pixels in all: held pixels enough for K classes x 9 bins, bounded cost
 GATE_WINDOW = 2  # the gate measures on tiles of this many crop sides around held pixels (context as trained)
+GATE_BATCH_PIXELS = 1 << 18  # pixels of tiles per forward pass of a measurement
 
 
-def unsup_gate(config: TrainConfig, data, labeled: list[int]) -> tuple[object, UnsupGate | None]:
-    """(the pool training reads, the gate or None): with the gate on, a share of the labeled blocks is
-    held back from training and measured on instead (unsup_gate.py)."""
+def unsup_gate(config: TrainConfig, data, labeled: list[int]) -> tuple[object, UnsupGate | None, list[int]]:
+    """(the pool training reads, the gate or None, the images whose labels training still sees): with the
+    gate on, a share of the labeled blocks is held back from training and measured on instead
+    (unsup_gate.py). The gate measures on images drawn at random among those with held pixels, so that
+    its precision table stands for the whole pool, not for the first images of it."""
     if config.mix == "none" or config.unsup_gate != "measured" or config.pseudo_label != "argmax":
-        return data.train, None
+        return data.train, None, labeled
     pool = HeldOutPool(data.train, config.gate_holdout, block=16, seed=config.seed)
-    images, held = gate_sample(pool, labeled, GATE_IMAGES, config.base, GATE_WINDOW * config.crop)
-    gate = UnsupGate(images, held, data.num_classes, start=int(config.warmup_fraction * config.iterations),
+    split = [pool.split(i) for i in labeled]
+    kept = [i for i, (keeps, _) in zip(labeled, split, strict=True) if keeps]
+    measured = [i for i, (_, held) in zip(labeled, split, strict=True) if held]
+    start = int(config.warmup_fraction * config.iterations)
+    if not kept:  # every labeled block went to the gate: train on them all, with nothing measured (closed)
+        return data.train, UnsupGate([], [], data.num_classes, start=start, every=1), labeled
+    order = np.random.default_rng([config.seed, len(labeled)]).permutation(measured).tolist()
+    images, held = gate_sample(pool, order, GATE_IMAGES, config.base, GATE_WINDOW * config.crop,
+                               max_pixels=GATE_PIXELS)
+    gate = UnsupGate(images, held, data.num_classes, start=start,
                      every=max(1, config.iterations // 20), max_images=GATE_IMAGES,
-                     batch_size=4)
-    return pool, gate
+                     batch_size=max(1, min(32, GATE_BATCH_PIXELS // (GATE_WINDOW * config.crop) ** 2)))
+    return pool, gate, kept
 
 
 def mix_mask(mode: str, target_a: torch.Tensor, cfg: TrainConfig, weights: torch.Tensor | None,
@@ -253,7 +265,7 @@ def train(config: TrainConfig, data, progress: Callable[[str, int, int, dict], N
         torch.manual_seed(config.seed)
         gen = torch.Generator(device).manual_seed(config.seed)
         run = Step(config, data, device, init_state, stats.class_counts)
-        train_pool, gate = unsup_gate(config, data, labeled)
+        train_pool, gate, labeled = unsup_gate(config, data, labeled)
         run.targets.gate = gate
         draws = StepDraws(labeled, len(data.train), batch_size=config.batch_size,
                           unlabeled_batch_size=config.unlabeled_batch_size, iterations=config.iterations,

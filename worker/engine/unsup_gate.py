@@ -61,18 +61,17 @@ def hold_out(labels: Sequence[np.ndarray], fraction: float, block: int,
 
 def held_cells(label: np.ndarray, fraction: float, block: int, seed: int, index: int) -> np.ndarray:
     """`[ceil(H/block), ceil(W/block)]` bool: the cells of image `index` held back. Each `block`x`block`
-    cell holding a label is held with probability `fraction` (drawn from (seed, index), so any process
-    gets the same cells without seeing the others), but one such cell always stays for training."""
+    cell holding a label is held with probability `fraction`, drawn from (seed, index), so any process
+    gets the same cells without seeing the others. An image may lose all its labeled cells: with sparse
+    labels (one labeled cell in most images) sparing one cell per image would hold back almost nothing,
+    and the gate would measure on a few hundred pixels (`HeldOutPool.split` tells the trainer which
+    images still have training labels)."""
     h, w = label.shape
     gh, gw = -(-h // block), -(-w // block)
     padded = np.full((gh * block, gw * block), IGNORE, np.uint8)
     padded[:h, :w] = label
     labeled = (padded.reshape(gh, block, gw, block) != IGNORE).any(axis=(1, 3))
-    held = (np.random.default_rng([seed, index]).random((gh, gw)) < fraction) & labeled
-    if labeled.any() and held.sum() == labeled.sum():
-        first = np.argwhere(held)[0]
-        held[first[0], first[1]] = False
-    return held
+    return (np.random.default_rng([seed, index]).random((gh, gw)) < fraction) & labeled
 
 
 def _in_cells(cells: np.ndarray, block: int, label: np.ndarray) -> np.ndarray:
@@ -134,6 +133,15 @@ class HeldOutPool(Pool):
         xs = nearest_index(w, size[1], cols.start, cols.stop) // self.block
         return image, np.where(cells[np.ix_(ys, xs)] & (label != IGNORE), np.uint8(IGNORE), label)
 
+    def split(self, i: int) -> tuple[bool, bool]:
+        """(training keeps a labeled pixel of image `i`, the gate has a held pixel of it): one read of its
+        label, whose held cells are then remembered (and travel with the pool to loader processes)."""
+        if not self.pool.has_label(i):
+            return False, False
+        label = self.pool.label(i)
+        held = self._held(i, label)
+        return bool(((label != IGNORE) & ~held).any()), bool(held.any())
+
     def _held_cells(self, i: int, label: np.ndarray | None = None) -> np.ndarray:
         if i not in self._cells:
             label = self.pool.label(i) if label is None else label
@@ -147,13 +155,15 @@ class HeldOutPool(Pool):
 
 
 def gate_sample(pool: HeldOutPool, candidates: Sequence[int], max_images: int, base: int | None,
-                window: int | None = None) -> tuple[list[torch.Tensor], list[np.ndarray]]:
-    """Up to `max_images` images with held pixels, in candidate order, as uint8 `[3,H,W]` tensors with
+                window: int | None = None,
+                max_pixels: int | None = None) -> tuple[list[torch.Tensor], list[np.ndarray]]:
+    """Up to `max_images` images with held pixels (and, past the first, `max_pixels` pixels in all), in
+    candidate order, as uint8 `[3,H,W]` tensors with
     their held labels, resized so that the long side is at most `base` (the resolution the model trains
     at), then cut to a `window`x`window` tile centred on the held pixels (None: whole images). The tile
     keeps the measurement's cost that of a training batch whatever the image size: a 2048x1024 image
     measured whole costs as much as hundreds of 64 px training crops, every time the gate measures."""
-    images, held = [], []
+    images, held, pixels = [], [], 0
     for i in candidates:
         label = pool.held(i)
         if not (label != IGNORE).any():
@@ -169,7 +179,8 @@ def gate_sample(pool: HeldOutPool, candidates: Sequence[int], max_images: int, b
                 continue
         images.append(torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous())
         held.append(np.array(label, dtype=np.uint8))  # a writable copy (torch.from_numpy needs one)
-        if len(images) >= max_images:
+        pixels += label.size
+        if len(images) >= max_images or (max_pixels is not None and pixels >= max_pixels):
             break
     return images, held
 

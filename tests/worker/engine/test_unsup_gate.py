@@ -135,8 +135,6 @@ def test_held_out_pool_hides_blocks_from_training_and_gives_them_to_the_gate():
 
     rng = np.random.default_rng(0)
     labels = [rng.integers(0, 3, (64, 48)).astype(np.uint8) for _ in range(6)]
-    labels[5][:] = 255
-    labels[5][:8, :8] = 1  # one labeled block only: it must stay for training
     images = [rng.integers(0, 255, (64, 48, 3)).astype(np.uint8) for _ in labels]
     pool = HeldOutPool(ArrayPool(images, labels), 0.5, block=16, seed=3)
     for i, full in enumerate(labels):
@@ -144,10 +142,40 @@ def test_held_out_pool_hides_blocks_from_training_and_gives_them_to_the_gate():
         assert not ((train_part != 255) & (held != 255)).any()  # disjoint
         np.testing.assert_array_equal(np.where(held != 255, held, train_part), full)  # together, all of it
         np.testing.assert_array_equal(HeldOutPool(ArrayPool(images, labels), 0.5, 16, 3).held(i), held)
-    assert (pool.label(5) != 255).sum() == 64 and (pool.held(5) == 255).all()
-    assert sum(int((pool.held(i) != 255).sum()) for i in range(5)) > 0
+        assert pool.split(i) == ((train_part != 255).any(), (held != 255).any())
+    assert sum(int((pool.held(i) != 255).sum()) for i in range(6)) > 0
     sample, held = gate_sample(pool, range(6), max_images=2, base=32)
     assert len(sample) == 2 and sample[0].shape == (3, 32, 24) and held[0].shape == (32, 24)
+    sample, _ = gate_sample(pool, range(6), max_images=6, base=32, max_pixels=32 * 24 + 1)
+    assert len(sample) == 2  # the second image passes the pixel budget and is the last
+
+
+def test_sparse_labels_still_give_the_gate_its_share_of_the_labeled_blocks():
+    """With one labeled block in most images (2% of pixels in 8 px cells), the gate holds back about
+    `fraction` of all labeled blocks; an image whose only block is held leaves the training draws."""
+    from worker.engine.pool import ArrayPool
+    from worker.engine.trainer import unsup_gate
+    from worker.engine.unsup_gate import HeldOutPool
+
+    rng = np.random.default_rng(0)
+    labels = []
+    for _ in range(200):
+        label = np.full((64, 64), 255, np.uint8)
+        y, x = rng.integers(0, 8, 2) * 8
+        label[y:y + 8, x:x + 8] = rng.integers(0, 3)
+        labels.append(label)
+    images = [np.zeros((64, 64, 3), np.uint8) for _ in labels]
+    pool = HeldOutPool(ArrayPool(images, labels), 0.1, block=16, seed=0)
+    held = sum(pool.split(i)[1] for i in range(200))
+    assert 10 <= held <= 30  # about 10% of the 200 labeled blocks (binomial: 20 +- 4.2)
+
+    class Data:
+        train, num_classes = ArrayPool(images, labels), 3
+
+    cfg = _tiny(gate_holdout=0.1, iterations=20)
+    _, gate, kept = unsup_gate(cfg, Data(), list(range(200)))
+    assert len(kept) == 200 - held and gate.pixels == 64 * held
+    assert all(HeldOutPool(Data.train, 0.1, block=16, seed=cfg.seed).split(i)[0] for i in kept)
 
 
 def test_the_gate_measures_on_a_tile_around_the_held_pixels_not_the_whole_image():
