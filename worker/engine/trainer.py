@@ -97,7 +97,8 @@ def unsup_gate(config: TrainConfig, data, labeled: list[int]) -> tuple[object, U
                                max_pixels=GATE_PIXELS)
     gate = UnsupGate(images, held, data.num_classes, start=start,
                      every=max(1, config.iterations // 20), max_images=GATE_IMAGES,
-                     batch_size=max(1, min(32, GATE_BATCH_PIXELS // (GATE_WINDOW * config.crop) ** 2)))
+                     batch_size=max(1, min(32, GATE_BATCH_PIXELS // (GATE_WINDOW * config.crop) ** 2)),
+                     tau=config.tau)
     return pool, gate, kept
 
 

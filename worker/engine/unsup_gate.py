@@ -10,8 +10,13 @@ not in the training set either) from training, and measures on them, every few s
 teacher's pseudo-label is right for each predicted class and confidence level: `precision[c, bin]`.
 Each pseudo-labeled pixel's confidence becomes that measured precision, so both the per-pixel weight
 and eta follow the teacher's real accuracy: while it is poor the unsupervised term is small (the model
-trains as supervised-only would), and it opens class by class as the teacher earns it. Human labels
-keep confidence 1. With no held-back pixel there is nothing to measure and the term stays closed.
+trains as supervised-only would), and it opens class by class as the teacher earns it. With `tau`, a
+pseudo-label whose measured precision is not above tau counts for nothing rather than for its
+precision: with few labels the majority class is predicted right 85-95% of the time even on the
+minority classes' pixels it swallows, and a weight of 0.9 on those pixels taught the student to
+swallow them too (fashion-scenes at 2% labeled: 10.5 mIoU with the soft weight, 11.2 with the cut,
+11.6 supervised-only; 6 seeds). Human labels keep confidence 1. With no held-back pixel there is
+nothing to measure and the term stays closed.
 """
 
 from __future__ import annotations
@@ -219,7 +224,8 @@ class UnsupGate:
     to the measured precision. `measure` every `every` steps from `start` (the end of the warm-up)."""
 
     def __init__(self, images: Sequence[torch.Tensor], held: Sequence[np.ndarray], num_classes: int, *,
-                 start: int, every: int, max_images: int = 128, batch_size: int = 32) -> None:
+                 start: int, every: int, max_images: int = 128, batch_size: int = 32,
+                 tau: float | None = None) -> None:
         counts = [int((h != IGNORE).sum()) for h in held]
         order = sorted((i for i, c in enumerate(counts) if c), key=lambda i: -counts[i])[:max_images]
         self.images = [images[i] for i in order]  # uint8 [3,H,W]
@@ -227,6 +233,7 @@ class UnsupGate:
         self.pixels = sum(counts[i] for i in order)
         self.num_classes, self.batch_size = num_classes, batch_size
         self.start, self.every = start, max(1, every)
+        self.tau = tau  # None: every pseudo-label weighs its measured precision
         self.table = torch.zeros(num_classes, len(EDGES) + 1)
 
     def due(self, step: int) -> bool:
@@ -249,6 +256,8 @@ class UnsupGate:
         """The measured precision of each pixel's (class, confidence level); human-labeled pixels keep 1."""
         table = self.table.to(confidence.device)
         measured = table[target.long().clamp(0, self.num_classes - 1), bin_of(confidence)]
+        if self.tau is not None:
+            measured = torch.where(measured > self.tau, measured, torch.zeros_like(measured))
         return torch.where(human, torch.ones_like(confidence), measured)
 
     def summary(self) -> dict[str, float]:

@@ -197,3 +197,17 @@ def test_the_gate_measures_on_a_tile_around_the_held_pixels_not_the_whole_image(
     top, left = ys.min() - ty.min(), xs.min() - tx.min()
     np.testing.assert_array_equal(tile[0].numpy(), whole[0][:, top:top + 64, left:left + 64].numpy())
     assert 0 <= top <= 256 - 64 and 0 <= left <= 512 - 64
+
+
+def test_with_tau_a_pseudo_label_below_it_counts_for_nothing_not_for_its_precision():
+    image, held = torch.zeros(3, 8, 8, dtype=torch.uint8), np.zeros((8, 8), np.uint8)
+    soft = UnsupGate([image], [held], 2, start=0, every=1)
+    cut = UnsupGate([image], [held], 2, start=0, every=1, tau=0.97)
+    for gate in (soft, cut):
+        gate.table = torch.zeros(2, len(EDGES) + 1)
+        gate.table[0, -1], gate.table[1, -1] = 0.9, 0.99  # class 0 right 90% of the time, class 1 99%
+    target = torch.tensor([[0, 1, 0]])
+    confidence = torch.full((1, 3), 0.9999)
+    human = torch.tensor([[False, False, True]])
+    assert soft.confidence(target, confidence, human)[0].tolist() == pytest.approx([0.9, 0.99, 1.0])
+    assert cut.confidence(target, confidence, human)[0].tolist() == pytest.approx([0.0, 0.99, 1.0])
