@@ -206,7 +206,8 @@ def run_cycle(config: TrainConfig, data: CycleData, acquisition: AcquisitionConf
         start = time.perf_counter()
         tag_uncertainty = classifier_uncertainty(result.teacher, result.pseudoseg, data.train,
                                                  batch_size=config.eval_batch_size, device=device,
-                                                 max_pixels=config.eval_pixels, workers=workers)
+                                                 max_pixels=config.eval_pixels, workers=workers,
+                                                 base_size=config.base, amp=amp)
         metrics["tag_seconds"] = time.perf_counter() - start
         extra["pseudoseg"] = module_state(result.pseudoseg)
     checkpoint = ckpt_io.make(result.student, result.teacher, config.to_dict(), data.class_names,

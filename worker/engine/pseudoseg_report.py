@@ -22,10 +22,12 @@ import torch
 from torch import nn
 
 from service.masks import IGNORE
+from worker.engine.acquisition import forward_at
 from worker.engine.classifier_head import image_level_labels
 from worker.engine.metrics import ConfusionMeter, iou_list, miou
 from worker.engine.pool import ArrayPool, Pool
 from worker.engine.pseudoseg import PseudoSegModule, tapped
+from worker.engine.resample import base_factor
 from worker.engine.stream import pool_batches
 
 MAX_PIXELS = 1 << 23  # as stream.evaluate_pool: bounds a batch of large images
@@ -81,9 +83,11 @@ def pseudo_label_quality(teacher: nn.Module, module: PseudoSegModule | None, ima
 @torch.no_grad()
 def classifier_uncertainty(teacher: nn.Module, module: PseudoSegModule, images: Pool | Sequence[np.ndarray],
                            *, batch_size: int = 32, device: str | torch.device = "cpu",
-                           max_pixels: int = MAX_PIXELS, workers: int = 0) -> list[float]:
+                           max_pixels: int = MAX_PIXELS, workers: int = 0, base_size: int | None = None,
+                           amp: bool = False) -> list[float]:
     """Per image of `images` (a pool, or a sequence of images), in order: mean over the non-background
-    classes of the binary entropy of sigmoid(logit), in bits. Labels are not read."""
+    classes of the binary entropy of sigmoid(logit), in bits. Labels are not read. Images run at their
+    training resolution (`base_size`, as in scoring): the classifier was trained on features of that scale."""
     device = torch.device(device)
     teacher.eval()
     module.eval()
@@ -94,7 +98,9 @@ def classifier_uncertainty(teacher: nn.Module, module: PseudoSegModule, images: 
     for batch in pool_batches(pool, batch_size=batch_size, max_pixels=max_pixels, workers=workers,
                               with_labels=False):
         with tapped(teacher) as tap:
-            teacher(_tensor([item[1] for item in batch], device))
+            h, w = batch[0][1].shape[:2]
+            x = _tensor([item[1] for item in batch], device)
+            forward_at(teacher, x, amp, base_factor(h, w, base_size))
             p = torch.sigmoid(module.classifier(tap.deep.float()))[:, keep].clamp(1e-7, 1 - 1e-7)
         entropy = -(p * p.log2() + (1 - p) * (1 - p).log2())
         out.extend(float(v) for v in entropy.mean(1).cpu())

@@ -166,3 +166,28 @@ def test_quality_reads_each_image_once_with_the_old_numbers():
         np.add.at(cm, (t[m].astype(np.int64), p[m]), 1)
     iou = np.diag(cm) / np.maximum(cm.sum(0) + cm.sum(1) - np.diag(cm), 1)
     assert report["argmax"] == pytest.approx(float(iou[(cm.sum(0) + cm.sum(1)) > 0].mean()), abs=1e-6)
+
+
+def test_classifier_uncertainty_runs_images_at_their_training_resolution():
+    """With `base_size` below an image's long side the classifier sees the image as training saw it:
+    resized (bilinear, antialiased) so that its long side is `base_size`."""
+    import torch.nn.functional as F
+
+    teacher, module = _trained()
+    images, _, _ = _arrays()
+    keep = [c for c in range(K) if c != module.background]
+    expected = []
+    for image in images:
+        x = torch.from_numpy(image[None]).permute(0, 3, 1, 2).float().div_(255.0)
+        h, w = image.shape[:2]
+        f = 16 / max(h, w)
+        x = F.interpolate(x, size=(round(h * f), round(w * f)), mode="bilinear", align_corners=False,
+                          antialias=True)
+        with torch.no_grad(), tapped(teacher) as tap:
+            teacher(x)
+            p = torch.sigmoid(module.classifier(tap.deep.float()))[:, keep].clamp(1e-7, 1 - 1e-7)
+        expected.append(float((-(p * p.log2() + (1 - p) * (1 - p).log2())).mean()))
+    got = classifier_uncertainty(teacher, module, images, batch_size=1, base_size=16)
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert classifier_uncertainty(teacher, module, images, batch_size=2, base_size=48) == \
+        classifier_uncertainty(teacher, module, images, batch_size=2)  # no image above 48 px: as before
