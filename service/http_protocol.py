@@ -5,6 +5,8 @@ asyncio turns Nagle's algorithm off only on sockets whose `proto` is IPPROTO_TCP
 their connections keep Nagle on (Kludex/uvicorn#3149). h11 writes a response's headers and body in two
 sends; the body then waits for the client's delayed ACK, ~40 ms on Linux, on every keep-alive request.
 Measured here with two workers: GET /api/me 52 ms, against 6 ms with one worker or with this class.
+uvicorn 0.55 (the version pinned) sets TCP_NODELAY itself there, so these classes are now a belt
+for an older uvicorn; tests/service/test_http_protocol.py fails if uvicorn regresses.
 
 The deployment runs `uvicorn --http service.http_protocol:NoDelayHttpToolsProtocol --loop uvloop`
 (httptools and uvloop save ~1.5 ms a request over h11 and asyncio); NoDelayH11Protocol is the same fix
